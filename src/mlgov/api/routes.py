@@ -1,0 +1,183 @@
+"""Every URL the API answers, with the permission that guards it: the one routing table.
+
+The RBAC test matrix, the OpenAPI descriptions and docs/permissions.md are derived from
+:data:`ROUTES` and the permission table; a route without a permission must say ``PUBLIC``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mlgov.api import audit, health, identity, registry
+from mlgov.identity.permissions import Permission
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    endpoint: Callable[..., Any]
+    permission: Permission | None  # None: public (no token needed)
+    summary: str
+    status: int = 200
+    tag: str = "registry"
+    upload: bool = False  # body limit is the artifact limit, not the JSON one
+
+
+PUBLIC = None
+P = Permission
+V1 = "/api/v1"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", health.healthz, PUBLIC, "Liveness probe", tag="operations"),
+    Route("GET", "/readyz", health.readyz, PUBLIC, "Readiness probe", tag="operations"),
+    # registry: models and versions
+    Route("POST", f"{V1}/models", registry.create_model, P.MODEL_CREATE, "Register a model", 201),
+    Route("GET", f"{V1}/models", registry.search_models, P.CATALOG_READ, "Search the catalog"),
+    Route("GET", f"{V1}/models/{{name}}", registry.get_model, P.CATALOG_READ, "Show a model"),
+    Route(
+        "PATCH",
+        f"{V1}/models/{{name}}",
+        registry.update_model,
+        P.MODEL_UPDATE,
+        "Change a model's metadata",
+    ),
+    Route(
+        "POST",
+        f"{V1}/models/{{name}}/versions",
+        registry.create_version,
+        P.MODEL_VERSION_CREATE,
+        "Register a version (multipart: artifact + metadata)",
+        201,
+        upload=True,
+    ),
+    Route(
+        "GET",
+        f"{V1}/models/{{name}}/versions",
+        registry.list_versions,
+        P.CATALOG_READ,
+        "List a model's versions",
+    ),
+    Route(
+        "GET",
+        f"{V1}/models/{{name}}/versions/{{version}}",
+        registry.get_version,
+        P.CATALOG_READ,
+        "Show a version",
+    ),
+    Route(
+        "GET",
+        f"{V1}/models/{{name}}/versions/{{version}}/artifact",
+        registry.download_artifact,
+        P.ARTIFACT_READ,
+        "Download a version's artifact",
+    ),
+    # registry: datasets
+    Route(
+        "POST",
+        f"{V1}/datasets",
+        registry.create_dataset,
+        P.DATASET_CREATE,
+        "Register a dataset",
+        201,
+    ),
+    Route("GET", f"{V1}/datasets", registry.search_datasets, P.CATALOG_READ, "Search datasets"),
+    Route("GET", f"{V1}/datasets/{{name}}", registry.get_dataset, P.CATALOG_READ, "Show a dataset"),
+    Route(
+        "POST",
+        f"{V1}/datasets/{{name}}/versions",
+        registry.create_dataset_version,
+        P.DATASET_VERSION_CREATE,
+        "Register a dataset version",
+        201,
+    ),
+    Route(
+        "GET",
+        f"{V1}/datasets/{{name}}/versions",
+        registry.list_dataset_versions,
+        P.CATALOG_READ,
+        "List a dataset's versions",
+    ),
+    Route(
+        "GET",
+        f"{V1}/datasets/{{name}}/versions/{{version}}",
+        registry.get_dataset_version,
+        P.CATALOG_READ,
+        "Show a dataset version and the model versions built on it",
+    ),
+    # identity
+    Route("GET", f"{V1}/me", identity.me, P.SELF_READ, "Who am I", tag="identity"),
+    Route(
+        "POST",
+        f"{V1}/users",
+        identity.create_user,
+        P.USER_MANAGE,
+        "Create a user or service account",
+        201,
+        tag="identity",
+    ),
+    Route("GET", f"{V1}/users", identity.list_users, P.USER_READ, "List users", tag="identity"),
+    Route(
+        "GET", f"{V1}/users/{{name}}", identity.get_user, P.USER_READ, "Show a user", tag="identity"
+    ),
+    Route(
+        "PATCH",
+        f"{V1}/users/{{name}}",
+        identity.update_user,
+        P.USER_MANAGE,
+        "Change a user (disable, password, profile)",
+        tag="identity",
+    ),
+    Route(
+        "POST",
+        f"{V1}/users/{{name}}/roles",
+        identity.grant_role,
+        P.USER_MANAGE,
+        "Grant a role",
+        tag="identity",
+    ),
+    Route(
+        "DELETE",
+        f"{V1}/users/{{name}}/roles/{{role}}",
+        identity.revoke_role,
+        P.USER_MANAGE,
+        "Revoke a role",
+        tag="identity",
+    ),
+    Route(
+        "GET",
+        f"{V1}/users/{{name}}/tokens",
+        identity.list_tokens,
+        P.TOKEN_CREATE_OWN,
+        "List a user's tokens (own, or any with token:manage)",
+        tag="identity",
+    ),
+    Route(
+        "POST",
+        f"{V1}/tokens",
+        identity.create_token,
+        P.TOKEN_CREATE_OWN,
+        "Issue an API token (own, or any with token:manage); the secret is shown once",
+        201,
+        tag="identity",
+    ),
+    Route(
+        "DELETE",
+        f"{V1}/tokens/{{token_id}}",
+        identity.revoke_token,
+        P.TOKEN_CREATE_OWN,
+        "Revoke an API token (own, or any with token:manage)",
+        tag="identity",
+    ),
+    # audit
+    Route(
+        "GET",
+        f"{V1}/audit/events",
+        audit.list_events,
+        P.AUDIT_READ,
+        "Read the audit trail",
+        tag="audit",
+    ),
+)

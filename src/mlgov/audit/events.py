@@ -1,0 +1,39 @@
+"""Every audit action name, in one place. docs/audit.md lists them all; a test keeps it so.
+
+Names are ``<object>.<verb>``; the object is what the event's ``target`` points at.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    USER_CREATE = "user.create"
+    USER_UPDATE = "user.update"
+    USER_ROLE_GRANT = "user.role_grant"
+    USER_ROLE_REVOKE = "user.role_revoke"
+    TOKEN_CREATE = "token.create"
+    TOKEN_REVOKE = "token.revoke"
+    MODEL_CREATE = "model.create"
+    MODEL_UPDATE = "model.update"
+    MODEL_VERSION_CREATE = "model_version.create"
+    DATASET_CREATE = "dataset.create"
+    DATASET_VERSION_CREATE = "dataset_version.create"
+
+
+DESCRIPTIONS: dict[Action, str] = {
+    Action.USER_CREATE: "A user or service account was created (with its initial roles).",
+    Action.USER_UPDATE: "A user's profile, password or disabled flag changed.",
+    Action.USER_ROLE_GRANT: "A role was granted to a user or service account.",
+    Action.USER_ROLE_REVOKE: "A role was taken from a user or service account.",
+    Action.TOKEN_CREATE: "An API token was issued (its secret is never recorded).",
+    Action.TOKEN_REVOKE: "An API token was revoked.",
+    Action.MODEL_CREATE: "A model was registered.",
+    Action.MODEL_UPDATE: "A model's descriptive metadata or tags changed (old and new values).",
+    Action.MODEL_VERSION_CREATE: "A model version was registered with its artifact and lineage.",
+    Action.DATASET_CREATE: "A dataset was registered.",
+    Action.DATASET_VERSION_CREATE: "A dataset version was registered with its datasheet.",
+}
+
+assert set(DESCRIPTIONS) == set(Action), "every action needs a description"

@@ -1,0 +1,8 @@
+"""Imports every table module so that ``metadata`` knows the whole schema (for Alembic)."""
+
+from mlgov.audit import models as _audit  # noqa: F401
+from mlgov.db import Base
+from mlgov.identity import models as _identity  # noqa: F401
+from mlgov.registry import models as _registry  # noqa: F401
+
+metadata = Base.metadata

@@ -1,0 +1,54 @@
+"""Assembling a running server: settings -> database, store, services -> migrated, bootstrapped
+application. Used by ``mlgov serve``, ``mlgov demo`` and the tests."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from mlgov import migrate
+from mlgov.api.app import create_app
+from mlgov.api.deps import Services
+from mlgov.audit.service import AuditService
+from mlgov.config import Settings
+from mlgov.context import system_context
+from mlgov.db import Database
+from mlgov.identity.service import IdentityService
+from mlgov.registry.service import RegistryService
+from mlgov.storage import open_store
+
+log = logging.getLogger("mlgov.server")
+
+
+@dataclass
+class Server:
+    app: FastAPI
+    services: Services
+    #: The admin token created on this start (first start only), to be shown once.
+    bootstrap_token: str | None
+
+
+def build_services(settings: Settings) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    store = open_store(settings.artifacts_url, settings.data_dir)
+    return Services(
+        settings=settings,
+        db=db,
+        store=store,
+        identity=IdentityService(db),
+        registry=RegistryService(db),
+        audit=AuditService(db),
+    )
+
+
+def build_server(settings: Settings, *, migrate_schema: bool = True) -> Server:
+    services = build_services(settings)
+    if migrate_schema:
+        migrate.upgrade(services.db)
+    token = services.identity.bootstrap_admin(
+        system_context("bootstrap"), settings.bootstrap_admin_token
+    )
+    return Server(app=create_app(services), services=services, bootstrap_token=token)
