@@ -27,6 +27,7 @@ class Permission(StrEnum):
     ARTIFACT_READ = "artifact:read"
     MODEL_CREATE = "model:create"
     MODEL_UPDATE = "model:update"
+    MODEL_RISK_TIER_LOWER = "model:risk_tier_lower"
     MODEL_VERSION_CREATE = "model_version:create"
     DATASET_CREATE = "dataset:create"
     DATASET_VERSION_CREATE = "dataset_version:create"
@@ -43,7 +44,8 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.CATALOG_READ: "Read models, versions, datasets and lineage in the catalog.",
     Permission.ARTIFACT_READ: "Download model artifacts.",
     Permission.MODEL_CREATE: "Register a new model.",
-    Permission.MODEL_UPDATE: "Change a model's descriptive metadata and tags.",
+    Permission.MODEL_UPDATE: "Change a model's descriptive metadata, tags and raise its risk tier.",
+    Permission.MODEL_RISK_TIER_LOWER: "Lower a model's risk tier (loosens every gate).",
     Permission.MODEL_VERSION_CREATE: "Register a model version and upload its artifact.",
     Permission.DATASET_CREATE: "Register a dataset.",
     Permission.DATASET_VERSION_CREATE: "Register a dataset version with its datasheet.",
@@ -73,6 +75,7 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     ),
     Permission.MODEL_CREATE: frozenset({Role.ADMIN, Role.DATA_SCIENTIST}),
     Permission.MODEL_UPDATE: frozenset({Role.ADMIN, Role.DATA_SCIENTIST, Role.MODEL_MANAGER}),
+    Permission.MODEL_RISK_TIER_LOWER: frozenset({Role.ADMIN}),
     Permission.MODEL_VERSION_CREATE: frozenset({Role.ADMIN, Role.DATA_SCIENTIST}),
     Permission.DATASET_CREATE: frozenset({Role.ADMIN, Role.DATA_ENGINEER}),
     Permission.DATASET_VERSION_CREATE: frozenset({Role.ADMIN, Role.DATA_ENGINEER}),

@@ -132,7 +132,7 @@ class RegistryService:
                 and RISK_ORDER[new_tier] < RISK_ORDER[RiskTier(model.risk_tier)]
             ):
                 # Lowering the risk tier loosens every gate: an admin's decision.
-                authorize(ctx, Permission.USER_MANAGE)
+                authorize(ctx, Permission.MODEL_RISK_TIER_LOWER)
             for key, value in fields.items():
                 if key == "tags":
                     model.tag_rows = [ModelTag(tag=t) for t in sorted(set(value))]
