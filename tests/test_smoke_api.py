@@ -31,3 +31,15 @@ def test_register_model_and_version(client, admin):
     )
     events = client.get("/api/v1/audit/events", headers=admin).json()["items"]
     assert [e["action"] for e in events][-2:] == ["model.create", "model_version.create"]
+
+
+def test_openapi_and_offline_docs(client):
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/api/v1/models"]["post"]
+    assert "model:create" in op["description"] and "`data_scientist`" in op["description"]
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    assert "/static/swagger-ui/swagger-ui-bundle.js" in page.text
+    js = client.get("/static/swagger-ui/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000

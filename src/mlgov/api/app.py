@@ -3,10 +3,14 @@ handlers. ``create_app`` is what ``mlgov serve`` runs and what the tests drive i
 
 from __future__ import annotations
 
+import importlib.resources
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from mlgov import __version__
 from mlgov.api import problems
@@ -44,9 +48,10 @@ def create_app(svc: Services) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served below from packaged assets: works offline, no CDN
         redoc_url=None,
     )
+    _install_docs(app)
     app.state.services = svc
     problems.install(app)
     for route in ROUTES:
@@ -78,3 +83,22 @@ def create_app(svc: Services) -> FastAPI:
 
     app.add_middleware(RequestContextMiddleware, limit_for=limit_for)
     return app
+
+
+SWAGGER_STATIC = "/static/swagger-ui"
+
+
+def _install_docs(app: FastAPI) -> None:
+    assets = importlib.resources.files("swagger_ui") / "static"
+    app.mount(SWAGGER_STATIC, StaticFiles(directory=str(assets)), name="swagger-ui")
+
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="mlgov API",
+            swagger_js_url=f"{SWAGGER_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_STATIC}/favicon-32x32.png",
+        )
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
