@@ -19,6 +19,8 @@ from mlgov.api.middleware import RequestContextMiddleware
 from mlgov.api.routes import ROUTES, Route
 from mlgov.identity.permissions import DESCRIPTIONS, roles_for
 
+MULTIPART_OVERHEAD = 1 << 20  # metadata part and multipart framing around the artifact
+
 DESCRIPTION = """\
 mlgov is a governance control plane for production machine-learning models: registry and
 lineage, roles and separation of duties, and an audit trail of every change.
@@ -69,16 +71,18 @@ def create_app(svc: Services) -> FastAPI:
         )
     upload_paths = {(r.method, r.path) for r in ROUTES if r.upload}
     upload_routes = [
-        r
+        (method, r.path_regex)
         for r in app.routes
-        if isinstance(r, APIRoute) and any((m, r.path) in upload_paths for m in r.methods)
+        if isinstance(r, APIRoute)
+        for method in r.methods or ()
+        if (method, r.path) in upload_paths
     ]
     settings = svc.settings
 
     def limit_for(method: str, path: str) -> int:
-        for r in upload_routes:
-            if method in r.methods and r.path_regex.match(path):
-                return settings.max_artifact_bytes + (1 << 20)
+        """Uploads may carry an artifact (plus a little metadata); everything else is small."""
+        if any(method == m and regex.match(path) for m, regex in upload_routes):
+            return settings.max_artifact_bytes + MULTIPART_OVERHEAD
         return settings.max_request_bytes
 
     app.add_middleware(RequestContextMiddleware, limit_for=limit_for)
