@@ -29,7 +29,7 @@ class User(Base):
 
     @property
     def roles(self) -> list[str]:
-        return [g.role for g in self.grants]
+        return sorted(g.role for g in self.grants)
 
 
 class RoleGrant(Base):

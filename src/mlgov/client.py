@@ -1,0 +1,668 @@
+"""The Python SDK: :class:`Client`, a synchronous client of the mlgov REST API (``/api/v1``).
+
+Every method maps to one endpoint of ``mlgov.api.routes.ROUTES`` and returns the API's JSON as
+plain dicts and lists; methods that search or read the audit trail return iterators that follow
+``next_cursor`` through every page. Artifacts are streamed both ways, never held in memory, and
+downloads are checked against the server's SHA-256::
+
+    from mlgov import Client
+
+    with Client("http://127.0.0.1:8000", token) as api:
+        api.create_model("credit", "risk", "high", reason="new scorecard")
+        for model in api.search_models(risk_tier="high"):
+            print(model["name"], model["latest_version"])
+
+Errors are the API's RFC 9457 problems, raised as exceptions of this tree::
+
+    MlgovError               any failure; .status .title .detail .field .problem
+    ├── InvalidInput         422  a field is wrong (.field names it, e.g. "body.reason")
+    ├── Unauthenticated      401  no, unknown, expired or revoked token
+    ├── PermissionDenied     403  the permission table or a governance rule says no
+    ├── NotFound             404
+    ├── Conflict             409  duplicate name, stale state, immutable record
+    ├── PayloadTooLarge      413
+    ├── ServerError          5xx
+    ├── ConnectionFailed     no answer: refused, timed out, TLS or protocol failure
+    └── ChecksumMismatch     a downloaded artifact does not match its SHA-256
+
+Other 4xx answers raise :class:`MlgovError` itself. The token is sent only in the
+``Authorization`` header; it is never stored elsewhere on the client, logged or shown by
+``repr``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import secrets
+import ssl
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+from urllib.parse import quote
+
+import httpx
+
+from mlgov import __version__
+
+__all__ = [
+    "ChecksumMismatch",
+    "Client",
+    "Conflict",
+    "ConnectionFailed",
+    "InvalidInput",
+    "MlgovError",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "ServerError",
+    "Unauthenticated",
+]
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes transferred so far."""
+
+API = "/api/v1"
+_CHUNK = 1 << 20
+
+
+# -------------------------------------------------------------------------------- errors
+
+
+class MlgovError(Exception):
+    """Base of every error the client raises.
+
+    ``problem`` is the full RFC 9457 body when the server sent one (``{}`` otherwise);
+    ``status`` is the HTTP status (``None`` when there was no answer)."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        title: str = "Error",
+        field: str | None = None,
+        problem: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.problem: dict[str, Any] = dict(problem or {})
+
+    def __str__(self) -> str:
+        head = f"{self.title} ({self.status})" if self.status else self.title
+        tail = f" [field: {self.field}]" if self.field else ""
+        return f"{head}: {self.detail}{tail}"
+
+
+class InvalidInput(MlgovError):
+    """422: the request is well-formed but a field is wrong; ``field`` names it."""
+
+
+class Unauthenticated(MlgovError):
+    """401: no token, or an unknown, expired or revoked one, or a disabled account."""
+
+
+class PermissionDenied(MlgovError):
+    """403: the caller's roles do not allow this, or a governance rule forbids it."""
+
+
+class NotFound(MlgovError):
+    """404: no such model, version, dataset, user, token or URL."""
+
+
+class Conflict(MlgovError):
+    """409: the name exists already, or the record is in a state that forbids the change."""
+
+
+class PayloadTooLarge(MlgovError):
+    """413: the artifact or request body is over the server's limit."""
+
+
+class ServerError(MlgovError):
+    """5xx: the server failed; ``problem['request_id']`` helps find it in the server log."""
+
+
+class ConnectionFailed(MlgovError):
+    """The server could not be reached or the connection broke (no HTTP answer)."""
+
+
+class ChecksumMismatch(MlgovError):
+    """A downloaded artifact's SHA-256 differs from the one the server announced."""
+
+
+_BY_STATUS: dict[int, type[MlgovError]] = {
+    401: Unauthenticated,
+    403: PermissionDenied,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: InvalidInput,
+}
+
+
+def _error_from(response: httpx.Response) -> MlgovError:
+    """The exception for an error answer, from its problem document when there is one."""
+    status = response.status_code
+    problem: dict[str, Any] = {}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        problem = body
+    title = str(problem.get("title") or response.reason_phrase or "Error")
+    detail = problem.get("detail")
+    if not isinstance(detail, str) or not detail:
+        text = response.text.strip()
+        detail = text[:500] if text and not problem else f"HTTP {status} {response.reason_phrase}"
+    field = problem.get("field")
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else MlgovError)
+    return cls(
+        detail,
+        status=status,
+        title=title,
+        field=field if isinstance(field, str) else None,
+        problem=problem,
+    )
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+class _ProgressReader:
+    """A binary file wrapper that reports how many bytes have been read from it.
+
+    httpx's multipart encoder reads the file in chunks as it sends them, so bytes read are
+    (to within one chunk) bytes sent. ``fileno`` lets httpx size the body without reading it."""
+
+    def __init__(self, file: IO[bytes], progress: Progress | None) -> None:
+        self._file = file
+        self._progress = progress
+        self._sent = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._file.read(size)
+        if chunk and self._progress is not None:
+            self._sent += len(chunk)
+            self._progress(self._sent)
+        return chunk
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self._file.seek(offset, whence)
+        self._sent = position
+        return position
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: _jsonable(v) for k, v in values.items() if v is not None}
+
+
+def _seg(value: str | int) -> str:
+    """One URL path segment, percent-encoded (a name can never reach another path)."""
+    return quote(str(value), safe="")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verifying TLS context, built once: loading the CA bundle costs ~50 ms
+    and a context is safe to share between clients and threads."""
+    return httpx.create_ssl_context()
+
+
+def _server_filename(response: httpx.Response) -> str:
+    disposition = response.headers.get("content-disposition", "")
+    _, _, rest = disposition.partition('filename="')
+    name = rest.split('"', 1)[0].replace("\\", "/").rsplit("/", 1)[-1]
+    return name if name not in {"", ".", ".."} else "artifact"
+
+
+# -------------------------------------------------------------------------------- client
+
+
+class Client:
+    """A connection to one mlgov server, authenticated by an API token.
+
+    ``transport`` is an optional ``httpx.BaseTransport`` (a seam for tests, proxies or custom
+    TLS settings). A blank or malformed token raises ``ValueError`` at once. Use the client as
+    a context manager, or call :meth:`close`, to release its connections."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        # Checked here so that no error message (httpx quotes bad header values) echoes it.
+        if not token or token != token.strip() or not (token.isascii() and token.isprintable()):
+            raise ValueError("the token must be non-empty printable ASCII, without padding")
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"mlgov-python/{__version__}",
+                "Accept": "application/json, application/problem+json",
+            },
+            timeout=timeout,
+            transport=transport,
+            verify=_tls_context(),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Client url={self.url!r}>"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._connection_failed(exc) from exc
+        if response.is_error:
+            raise _error_from(response)
+        return response
+
+    def _connection_failed(self, exc: httpx.TransportError) -> ConnectionFailed:
+        return ConnectionFailed(
+            f"cannot reach {self.url}: {str(exc) or type(exc).__name__}", title="Connection failed"
+        )
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self._send("GET", path, params=_params(**params)).json()
+
+    def _change(self, method: str, path: str, body: Mapping[str, Any]) -> Any:
+        return self._send(method, path, json=_jsonable(body)).json()
+
+    def _pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            page = self._get(path, **params, cursor=cursor)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    # -- identity ----------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        """The user (or service account) this client's token belongs to, with its roles."""
+        return self._get(f"{API}/me")  # type: ignore[no-any-return]
+
+    def create_user(
+        self,
+        name: str,
+        roles: list[str],
+        reason: str,
+        kind: str = "user",
+        password: str | None = None,
+        *,
+        display_name: str | None = None,
+        email: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a user (``kind="user"``) or a service account (``"service_account"``)."""
+        body: dict[str, Any] = {"name": name, "roles": list(roles), "kind": kind, "reason": reason}
+        body.update(_params(password=password, display_name=display_name, email=email))
+        return self._change("POST", f"{API}/users", body)  # type: ignore[no-any-return]
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return self._get(f"{API}/users")  # type: ignore[no-any-return]
+
+    def get_user(self, name: str) -> dict[str, Any]:
+        return self._get(f"{API}/users/{_seg(name)}")  # type: ignore[no-any-return]
+
+    def update_user(self, name: str, reason: str, **fields: Any) -> dict[str, Any]:
+        """Change ``disabled``, ``display_name``, ``email`` or ``password``."""
+        body = {**fields, "reason": reason}
+        return self._change("PATCH", f"{API}/users/{_seg(name)}", body)  # type: ignore[no-any-return]
+
+    def disable_user(self, name: str, reason: str) -> dict[str, Any]:
+        """Disable an account: its tokens stop working at once (it stays in the audit trail)."""
+        return self.update_user(name, reason, disabled=True)
+
+    def enable_user(self, name: str, reason: str) -> dict[str, Any]:
+        return self.update_user(name, reason, disabled=False)
+
+    def grant_role(self, name: str, role: str, reason: str) -> dict[str, Any]:
+        body = {"role": role, "reason": reason}
+        return self._change("POST", f"{API}/users/{_seg(name)}/roles", body)  # type: ignore[no-any-return]
+
+    def revoke_role(self, name: str, role: str, reason: str) -> dict[str, Any]:
+        path = f"{API}/users/{_seg(name)}/roles/{_seg(role)}"
+        return self._change("DELETE", path, {"reason": reason})  # type: ignore[no-any-return]
+
+    def create_token(
+        self, user: str, name: str, reason: str, expires_at: datetime | str | None = None
+    ) -> dict[str, Any]:
+        """Issue an API token for ``user``. The answer's ``token`` is the secret, shown once.
+
+        ``expires_at`` must carry a time zone."""
+        body = {"user": user, "name": name, "reason": reason, **_params(expires_at=expires_at)}
+        return self._change("POST", f"{API}/tokens", body)  # type: ignore[no-any-return]
+
+    def list_tokens(self, user: str) -> list[dict[str, Any]]:
+        """A user's tokens (never their secrets), revoked and expired ones included."""
+        return self._get(f"{API}/users/{_seg(user)}/tokens")  # type: ignore[no-any-return]
+
+    def revoke_token(self, token_id: str, reason: str) -> dict[str, Any]:
+        path = f"{API}/tokens/{_seg(token_id)}"
+        return self._change("DELETE", path, {"reason": reason})  # type: ignore[no-any-return]
+
+    # -- models ------------------------------------------------------------------------
+
+    def create_model(
+        self, name: str, owner_team: str, risk_tier: str, reason: str, **fields: Any
+    ) -> dict[str, Any]:
+        """Register a model. ``fields``: ``description``, ``domain``, ``intended_use``,
+        ``out_of_scope_uses`` (list) and ``tags`` (list)."""
+        body = {"name": name, "owner_team": owner_team, "risk_tier": risk_tier, **fields}
+        body["reason"] = reason
+        return self._change("POST", f"{API}/models", body)  # type: ignore[no-any-return]
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        """A model with its ``latest_version`` (or ``None``)."""
+        return self._get(f"{API}/models/{_seg(name)}")  # type: ignore[no-any-return]
+
+    def update_model(self, name: str, reason: str, **fields: Any) -> dict[str, Any]:
+        """Change a model's descriptive fields (those of :meth:`create_model`, and
+        ``owner_team`` and ``risk_tier``); fields not given are left as they are."""
+        body = {**fields, "reason": reason}
+        return self._change("PATCH", f"{API}/models/{_seg(name)}", body)  # type: ignore[no-any-return]
+
+    def search_models_page(
+        self,
+        q: str | None = None,
+        owner_team: str | None = None,
+        risk_tier: str | None = None,
+        stage: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the catalog: ``{"items": [...], "next_cursor": str | None}``.
+
+        Models are ordered by name; ``stage`` matches a model whose latest version is in it."""
+        return self._get(  # type: ignore[no-any-return]
+            f"{API}/models",
+            q=q,
+            owner_team=owner_team,
+            risk_tier=risk_tier,
+            stage=stage,
+            tag=tag,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def search_models(
+        self,
+        q: str | None = None,
+        owner_team: str | None = None,
+        risk_tier: str | None = None,
+        stage: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching model, fetching ``limit`` per request (1-200) as the iterator is
+        consumed. To take only the first n, use ``itertools.islice``."""
+        return self._pages(
+            f"{API}/models",
+            q=q,
+            owner_team=owner_team,
+            risk_tier=risk_tier,
+            stage=stage,
+            tag=tag,
+            limit=limit,
+        )
+
+    # -- model versions ----------------------------------------------------------------
+
+    def create_version(
+        self,
+        model: str,
+        artifact_path: str | os.PathLike[str],
+        *,
+        format: str,
+        signature: Mapping[str, Any],
+        reason: str,
+        progress: Progress | None = None,
+        **metadata: Any,
+    ) -> dict[str, Any]:
+        """Register a new version of ``model``, streaming the artifact file from disk.
+
+        ``metadata`` takes the other fields of the upload: ``algorithm``, ``hyperparameters``,
+        ``metrics``, ``code_ref`` (``{"repository", "commit"}``), ``environment``
+        (``{"python", "packages"}``), ``changelog`` and ``datasets``
+        (``[{"dataset", "version", "role"}]``). ``progress`` is called with the bytes sent."""
+        path = Path(artifact_path)
+        meta = _jsonable({"format": format, "signature": signature, **metadata, "reason": reason})
+        with path.open("rb") as file:
+            files = {
+                "artifact": (
+                    path.name,
+                    _ProgressReader(file, progress),
+                    "application/octet-stream",
+                ),
+                "metadata": (None, json.dumps(meta), "application/json"),
+            }
+            response = self._send("POST", f"{API}/models/{_seg(model)}/versions", files=files)
+        return response.json()  # type: ignore[no-any-return]
+
+    def get_version(self, model: str, version: int) -> dict[str, Any]:
+        return self._get(f"{API}/models/{_seg(model)}/versions/{_seg(version)}")  # type: ignore[no-any-return]
+
+    def list_versions(self, model: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Every version of ``model``, newest first (``limit`` is the page size)."""
+        return list(self._pages(f"{API}/models/{_seg(model)}/versions", limit=limit))
+
+    def download_artifact(
+        self,
+        model: str,
+        version: int,
+        dest_path: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Stream a version's artifact to ``dest_path`` (a file, or an existing directory to
+        keep the registered file name) and check its SHA-256 against ``X-Artifact-SHA256``.
+
+        The bytes go to a temporary file next to the destination, renamed into place only once
+        verified: on a mismatch (:class:`ChecksumMismatch`) or any failure nothing is left
+        behind and an existing file at ``dest_path`` is untouched. Returns ``{"path",
+        "sha256", "size"}``. ``progress`` is called with the bytes received."""
+        dest = Path(dest_path)
+        url = f"{API}/models/{_seg(model)}/versions/{_seg(version)}/artifact"
+        try:
+            with self._http.stream("GET", url) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_from(response)
+                expected = response.headers.get("x-artifact-sha256", "").lower()
+                if not expected:
+                    raise ChecksumMismatch(
+                        "the server sent no X-Artifact-SHA256 header to verify the artifact",
+                        title="Checksum missing",
+                    )
+                if dest.is_dir():
+                    dest = dest / _server_filename(response)
+                digest, size = self._receive(response, dest, expected, progress)
+        except httpx.TransportError as exc:
+            raise self._connection_failed(exc) from exc
+        return {"path": str(dest), "sha256": digest, "size": size}
+
+    @staticmethod
+    def _receive(
+        response: httpx.Response, dest: Path, expected: str, progress: Progress | None
+    ) -> tuple[str, int]:
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+        # O_EXCL: never follow or reuse another file; 0o666 less the umask, like any new file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_bytes(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(size)
+            actual = digest.hexdigest()
+            if actual != expected:
+                raise ChecksumMismatch(
+                    f"the downloaded artifact's sha256 is {actual}, the server announced "
+                    f"{expected}; the file was discarded",
+                    title="Checksum mismatch",
+                )
+            tmp.replace(dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return actual, size
+
+    # -- datasets ----------------------------------------------------------------------
+
+    def create_dataset(
+        self, name: str, owner_team: str, reason: str, **fields: Any
+    ) -> dict[str, Any]:
+        """Register a dataset (``fields``: ``description``)."""
+        body = {"name": name, "owner_team": owner_team, **fields, "reason": reason}
+        return self._change("POST", f"{API}/datasets", body)  # type: ignore[no-any-return]
+
+    def get_dataset(self, name: str) -> dict[str, Any]:
+        return self._get(f"{API}/datasets/{_seg(name)}")  # type: ignore[no-any-return]
+
+    def search_datasets_page(
+        self,
+        q: str | None = None,
+        owner_team: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of datasets: ``{"items": [...], "next_cursor": str | None}``."""
+        return self._get(  # type: ignore[no-any-return]
+            f"{API}/datasets", q=q, owner_team=owner_team, limit=limit, cursor=cursor
+        )
+
+    def search_datasets(
+        self, q: str | None = None, owner_team: str | None = None, limit: int = 50
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching dataset, ``limit`` per request, following the cursor."""
+        return self._pages(f"{API}/datasets", q=q, owner_team=owner_team, limit=limit)
+
+    def create_dataset_version(
+        self,
+        name: str,
+        *,
+        content_sha256: str,
+        uri: str,
+        schema: list[Mapping[str, Any]],
+        row_count: int,
+        datasheet: Mapping[str, Any] | None = None,
+        reason: str,
+    ) -> dict[str, Any]:
+        """Register a version of dataset ``name``: its content hash, location, column schema
+        (``[{"name", "type", "description"}]``), row count and datasheet answers."""
+        body: dict[str, Any] = {
+            "content_sha256": content_sha256,
+            "uri": uri,
+            "schema": list(schema),
+            "row_count": row_count,
+            "reason": reason,
+        }
+        if datasheet is not None:
+            body["datasheet"] = datasheet
+        return self._change("POST", f"{API}/datasets/{_seg(name)}/versions", body)  # type: ignore[no-any-return]
+
+    def get_dataset_version(self, name: str, version: int) -> dict[str, Any]:
+        """A dataset version and, in ``used_by``, the model versions built on it."""
+        return self._get(f"{API}/datasets/{_seg(name)}/versions/{_seg(version)}")  # type: ignore[no-any-return]
+
+    def list_dataset_versions(self, name: str) -> list[dict[str, Any]]:
+        return self._get(f"{API}/datasets/{_seg(name)}/versions")  # type: ignore[no-any-return]
+
+    # -- audit -------------------------------------------------------------------------
+
+    def audit_events_page(
+        self,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the audit trail: ``{"items": [...], "next_cursor": str | None}``."""
+        return self._get(  # type: ignore[no-any-return]
+            f"{API}/audit/events",
+            actor=actor,
+            action=action,
+            target=target,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def audit_events(
+        self,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int = 100,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching audit event in sequence order, ``limit`` (1-1000) per request.
+
+        ``target`` matches that target and everything below it (``model/credit`` includes
+        ``model/credit/versions/1``); ``since``/``until`` need a time zone."""
+        return self._pages(
+            f"{API}/audit/events",
+            actor=actor,
+            action=action,
+            target=target,
+            since=since,
+            until=until,
+            limit=limit,
+        )
