@@ -85,7 +85,9 @@ def create_app(svc: Services) -> FastAPI:
             return settings.max_artifact_bytes + MULTIPART_OVERHEAD
         return settings.max_request_bytes
 
-    app.add_middleware(RequestContextMiddleware, limit_for=limit_for)
+    app.add_middleware(
+        RequestContextMiddleware, limit_for=limit_for, path_templates=[r.path for r in ROUTES]
+    )
     return app
 
 

@@ -1,7 +1,12 @@
-"""ASGI middleware: a request id on every request and response, and bounded request bodies.
+"""ASGI middleware: a request id on every request and response, bounded request bodies, and
+no encoded ``/`` inside a path segment.
 
 The body limit is enforced twice: a declared ``Content-Length`` over the limit is refused before
 anything is read, and the received bytes are counted so a chunked or lying body is cut off too.
+
+Routing matches the *decoded* path, so ``/models/a%2Fb`` would be routed as ``/models/a/b`` (a
+404, or another route altogether); no name may contain ``/``, so such a request is refused as
+invalid input naming the path parameter that holds it.
 """
 
 from __future__ import annotations
@@ -9,8 +14,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,9 +25,15 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str, str], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str, str], int],
+        path_templates: Sequence[str] = (),
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.path_templates = [t.split("/") for t in path_templates]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,10 +50,20 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        raw_path = scope.get("raw_path") or b""
+        if b"%2f" in raw_path.lower():
+            field = self._field_with_slash(raw_path.decode("latin-1"))
+            detail = f"{field}: a name cannot contain '/'"
+            await _problem(scope, send_with_id, request_id, 422, "Invalid input", detail, field)
+            return
+
         limit = self.limit_for(scope["method"], scope["path"])
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _reject(scope, send_with_id, request_id, limit)
+            detail = f"request body exceeds the limit of {limit} bytes"
+            await _problem(
+                scope, send_with_id, request_id, 413, "Payload too large", detail, "body"
+            )
             return
 
         received = 0
@@ -57,21 +79,43 @@ class RequestContextMiddleware:
 
         await self.app(scope, counting_receive, send_with_id)
 
+    def _field_with_slash(self, raw_path: str) -> str:
+        """``path.<parameter>`` of the first segment holding an encoded ``/``."""
+        segments = [unquote(s) for s in raw_path.split("/")]
+        for parts in self.path_templates:
+            if len(parts) != len(segments):
+                continue
+            params: dict[str, str] = {}
+            for part, segment in zip(parts, segments, strict=True):
+                if part.startswith("{") and part.endswith("}"):
+                    params[part[1:-1]] = segment
+                elif part != segment:
+                    break
+            else:
+                for name, value in params.items():
+                    if "/" in value:
+                        return f"path.{name}"
+        return "path"
 
-async def _reject(scope: Scope, send: Send, request_id: str, limit: int) -> None:
+
+async def _problem(
+    scope: Scope, send: Send, request_id: str, status: int, title: str, detail: str, field: str
+) -> None:
     body: dict[str, Any] = {
-        "type": "https://mlgov.dev/problems/payload-too-large",
-        "title": "Payload too large",
-        "status": 413,
-        "detail": f"request body exceeds the limit of {limit} bytes",
+        "type": "https://mlgov.dev/problems/" + title.lower().replace(" ", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
         "instance": scope["path"],
         "request_id": request_id,
+        "field": field,
+        "errors": [{"field": field, "message": detail}],
     }
     payload = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(payload)).encode()),

@@ -61,13 +61,21 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
+def _error(e: dict[str, Any], prefix: tuple[str, ...]) -> dict[str, Any]:
+    loc = tuple(e.get("loc", ()))
+    message = e.get("msg", "invalid")
+    if e.get("type") == "json_invalid" and len(loc) == 2 and isinstance(loc[1], int):
+        # FastAPI puts the character offset where a list index would go ("body[13]").
+        reason = (e.get("ctx") or {}).get("error", "")
+        message = f"{message}: {reason} at character {loc[1]}".replace(":  at", " at")
+        loc = loc[:1]
+    return {"field": _loc((*prefix, *loc)), "message": message}
+
+
 def validation_errors(
     raw: list[dict[str, Any]], prefix: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
-    return [
-        {"field": _loc((*prefix, *e.get("loc", ()))), "message": e.get("msg", "invalid")}
-        for e in raw
-    ]
+    return [_error(e, prefix) for e in raw]
 
 
 def install(app: FastAPI) -> None:
@@ -129,6 +137,7 @@ def install(app: FastAPI) -> None:
             exc.status_code,
             titles.get(exc.status_code, "Error"),
             detail,
+            field="body" if exc.status_code == 413 else None,  # the body limit, see middleware
             headers=dict(exc.headers) if exc.headers else None,
         )
 

@@ -112,6 +112,8 @@ async def create_version(
             raise InvalidInput(
                 f"{first['field']}: {first['message']}", field=first["field"]
             ) from None
+        # A refusal must leave no blob behind: check what can be checked before committing.
+        await run_in_threadpool(svc.registry.check_lineage, meta)
         artifact = await run_in_threadpool(upload.writer.commit)
     except BaseException:
         await run_in_threadpool(upload.writer.abort)

@@ -206,6 +206,8 @@ class IdentityService:
             user = self._load_user(cs.session, name)
             changed: dict[str, object] = {}
             if disabled is not None and disabled != user.disabled:
+                if disabled and Role.ADMIN in user.roles and self._admin_count(cs.session) <= 1:
+                    raise Conflict("cannot disable the last admin", field="disabled")
                 changed["disabled"] = {"old": user.disabled, "new": disabled}
                 user.disabled = disabled
             if display_name is not None and display_name != user.display_name:
@@ -298,7 +300,9 @@ class IdentityService:
             raise NotFound(f"no token with id {token_id!r}")
         permission = self._check_token_owner(ctx, token.user.name)
         with change(self.db, ctx, permission, reason) as cs:
-            row = cs.session.get(ApiToken, token_id, with_for_update=True)
+            row = cs.session.get(
+                ApiToken, token_id, with_for_update=True, options=[selectinload(ApiToken.user)]
+            )
             assert row is not None
             if row.revoked_at is not None:
                 raise Conflict(f"token {token_id!r} is revoked already")

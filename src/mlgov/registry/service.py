@@ -68,7 +68,10 @@ def encode_cursor(value: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        # validate=True: a character outside the alphabet is an error, not silently dropped
+        # (which turned a garbled cursor into "start from the beginning").
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("cursor is not one this server issued", field="cursor") from None
 
@@ -135,7 +138,10 @@ class RegistryService:
                 authorize(ctx, Permission.MODEL_RISK_TIER_LOWER)
             for key, value in fields.items():
                 if key == "tags":
-                    model.tag_rows = [ModelTag(tag=t) for t in sorted(set(value))]
+                    # Keep the rows of tags that stay: replacing them all would insert the new
+                    # rows before deleting the old ones and trip the (model, tag) unique key.
+                    kept = {t.tag: t for t in model.tag_rows if t.tag in value}
+                    model.tag_rows = [kept.get(t) or ModelTag(tag=t) for t in sorted(set(value))]
                 elif key == "risk_tier":
                     model.risk_tier = RiskTier(value).value
                 else:
@@ -222,6 +228,15 @@ class RegistryService:
         """Fail fast, before an upload is streamed: permission and an existing model."""
         authorize(ctx, Permission.MODEL_VERSION_CREATE)
         self.get_model(model_name)
+
+    def check_lineage(self, meta: VersionMetadata) -> None:
+        """Fail fast, before an uploaded artifact is committed to the store: every dataset
+        version the metadata names exists (checked again in the change's transaction)."""
+        with self.db.read() as session:
+            for i, ref in enumerate(meta.datasets):
+                self._dataset_version(
+                    session, ref.dataset, ref.version, field=f"metadata.datasets[{i}]"
+                )
 
     def create_version(
         self,

@@ -1,0 +1,380 @@
+"""The RBAC matrix, generated from the routing table and the permission table.
+
+For every route in :data:`mlgov.api.routes.ROUTES` that needs a permission, and every role in
+:class:`Role` (plus a user holding no role at all), a user holding only that role sends a
+*valid* request. Roles that :data:`GRANTS` allows must succeed (and a change must record exactly
+one audit event, by them); every other role must get a 403 problem and change nothing.
+
+:data:`REQUESTS` builds a valid request per route; a test fails when a route has no entry, so a
+new route cannot escape the matrix. Routes guarded by ``token:create_own`` ("own tokens for
+everyone") are tested twice: on the caller's own tokens (every role) and on someone else's
+(``token:manage`` holders only).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from mlgov.api.routes import ROUTES, Route
+from mlgov.audit.models import AuditEvent
+from mlgov.identity.permissions import GRANTS, Permission, Role
+from mlgov.server import Server
+
+REASON = {"reason": "rbac matrix"}
+SHA = "ab" * 32
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    url: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Env:
+    """Prepares, with the admin's token, whatever objects a request needs."""
+
+    client: Any
+    admin: dict[str, str]
+    server: Server
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def fresh(self, prefix: str) -> str:
+        return f"{prefix}-{next(self.counter)}"
+
+    def ok(self, method: str, url: str, **kwargs: Any) -> Any:
+        r = self.client.request(method, url, headers=self.admin, **kwargs)
+        assert r.is_success, f"preparing {method} {url}: {r.status_code} {r.text}"
+        return r.json()
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+    # -- objects -----------------------------------------------------------------------
+
+    def new_model(self) -> str:
+        name = self.fresh("model")
+        body = {"name": name, "owner_team": "risk", "risk_tier": "limited", **REASON}
+        self.ok("POST", "/api/v1/models", json=body)
+        return name
+
+    def model_with_version(self) -> str:
+        def make() -> str:
+            name = self.new_model()
+            self.ok("POST", f"/api/v1/models/{name}/versions", files=version_files())
+            return name
+
+        return str(self.once("model-with-version", make))
+
+    def dataset(self) -> str:
+        def make() -> str:
+            name = self.fresh("dataset")
+            self.ok("POST", "/api/v1/datasets", json={"name": name, "owner_team": "data", **REASON})
+            self.ok("POST", f"/api/v1/datasets/{name}/versions", json=dataset_version_body())
+            return name
+
+        return str(self.once("dataset", make))
+
+    def new_user(self, *roles: str) -> str:
+        name = self.fresh("target")
+        self.ok("POST", "/api/v1/users", json={"name": name, "roles": list(roles), **REASON})
+        return name
+
+    def someone(self) -> str:
+        return str(self.once("someone", lambda: self.new_user(Role.VIEWER)))
+
+    def new_token(self, user: str) -> str:
+        body = {"user": user, "name": self.fresh("tok"), **REASON}
+        return str(self.ok("POST", "/api/v1/tokens", json=body)["id"])
+
+    def audit_size(self) -> int:
+        with self.server.services.db.read() as session:
+            return int(session.execute(select(func.count()).select_from(AuditEvent)).scalar_one())
+
+    def last_event(self) -> AuditEvent:
+        with self.server.services.db.read() as session:
+            return session.execute(
+                select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)
+            ).scalar_one()
+
+
+def version_files(data: bytes = b"model bytes") -> dict[str, Any]:
+    meta = {
+        "format": "skops",
+        "signature": {"inputs": [{"name": "age", "type": "integer"}]},
+        **REASON,
+    }
+    return {"artifact": ("model.skops", data), "metadata": (None, json.dumps(meta))}
+
+
+def dataset_version_body() -> dict[str, Any]:
+    return {
+        "content_sha256": SHA,
+        "uri": "s3://data/loans.parquet",
+        "schema": [{"name": "age", "type": "integer"}],
+        "row_count": 10,
+        **REASON,
+    }
+
+
+Factory = Callable[[Env, str], Call]  # (env, caller's name) -> a valid request
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    factory: Factory
+    permission: Permission | None = None  # None: the route's own permission
+
+
+V1 = "/api/v1"
+
+
+def _one(factory: Factory) -> list[Variant]:
+    return [Variant("", factory)]
+
+
+#: A valid request per guarded route, keyed like the routing table: (method, path).
+REQUESTS: dict[tuple[str, str], list[Variant]] = {
+    ("POST", f"{V1}/models"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/models",
+            {
+                "json": {
+                    "name": env.fresh("new-model"),
+                    "owner_team": "risk",
+                    "risk_tier": "high",
+                    **REASON,
+                }
+            },
+        )
+    ),
+    ("GET", f"{V1}/models"): _one(lambda env, me: Call("GET", f"{V1}/models?q=model")),
+    ("GET", f"{V1}/models/{{name}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/models/{env.model_with_version()}")
+    ),
+    ("PATCH", f"{V1}/models/{{name}}"): _one(
+        lambda env, me: Call(
+            "PATCH",
+            f"{V1}/models/{env.new_model()}",
+            {"json": {"description": f"changed by {me}", **REASON}},
+        )
+    ),
+    ("POST", f"{V1}/models/{{name}}/versions"): _one(
+        lambda env, me: Call(
+            "POST", f"{V1}/models/{env.new_model()}/versions", {"files": version_files()}
+        )
+    ),
+    ("GET", f"{V1}/models/{{name}}/versions"): _one(
+        lambda env, me: Call("GET", f"{V1}/models/{env.model_with_version()}/versions")
+    ),
+    ("GET", f"{V1}/models/{{name}}/versions/{{version}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/models/{env.model_with_version()}/versions/1")
+    ),
+    ("GET", f"{V1}/models/{{name}}/versions/{{version}}/artifact"): _one(
+        lambda env, me: Call("GET", f"{V1}/models/{env.model_with_version()}/versions/1/artifact")
+    ),
+    ("POST", f"{V1}/datasets"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/datasets",
+            {"json": {"name": env.fresh("new-dataset"), "owner_team": "data", **REASON}},
+        )
+    ),
+    ("GET", f"{V1}/datasets"): _one(lambda env, me: Call("GET", f"{V1}/datasets")),
+    ("GET", f"{V1}/datasets/{{name}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/datasets/{env.dataset()}")
+    ),
+    ("POST", f"{V1}/datasets/{{name}}/versions"): _one(
+        lambda env, me: Call(
+            "POST", f"{V1}/datasets/{env.dataset()}/versions", {"json": dataset_version_body()}
+        )
+    ),
+    ("GET", f"{V1}/datasets/{{name}}/versions"): _one(
+        lambda env, me: Call("GET", f"{V1}/datasets/{env.dataset()}/versions")
+    ),
+    ("GET", f"{V1}/datasets/{{name}}/versions/{{version}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/datasets/{env.dataset()}/versions/1")
+    ),
+    ("GET", f"{V1}/me"): _one(lambda env, me: Call("GET", f"{V1}/me")),
+    ("POST", f"{V1}/users"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/users",
+            {"json": {"name": env.fresh("new-user"), "roles": ["viewer"], **REASON}},
+        )
+    ),
+    ("GET", f"{V1}/users"): _one(lambda env, me: Call("GET", f"{V1}/users")),
+    ("GET", f"{V1}/users/{{name}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/users/{env.someone()}")
+    ),
+    ("PATCH", f"{V1}/users/{{name}}"): _one(
+        lambda env, me: Call(
+            "PATCH",
+            f"{V1}/users/{env.new_user()}",
+            {"json": {"display_name": "Renamed", **REASON}},
+        )
+    ),
+    ("POST", f"{V1}/users/{{name}}/roles"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/users/{env.new_user()}/roles",
+            {"json": {"role": "validator", **REASON}},
+        )
+    ),
+    ("DELETE", f"{V1}/users/{{name}}/roles/{{role}}"): _one(
+        lambda env, me: Call(
+            "DELETE", f"{V1}/users/{env.new_user('approver')}/roles/approver", {"json": REASON}
+        )
+    ),
+    ("GET", f"{V1}/users/{{name}}/tokens"): [
+        Variant("own", lambda env, me: Call("GET", f"{V1}/users/{me}/tokens")),
+        Variant(
+            "someone else's",
+            lambda env, me: Call("GET", f"{V1}/users/{env.someone()}/tokens"),
+            Permission.TOKEN_MANAGE,
+        ),
+    ],
+    ("POST", f"{V1}/tokens"): [
+        Variant(
+            "own",
+            lambda env, me: Call(
+                "POST", f"{V1}/tokens", {"json": {"user": me, "name": env.fresh("t"), **REASON}}
+            ),
+        ),
+        Variant(
+            "someone else's",
+            lambda env, me: Call(
+                "POST",
+                f"{V1}/tokens",
+                {"json": {"user": env.someone(), "name": env.fresh("t"), **REASON}},
+            ),
+            Permission.TOKEN_MANAGE,
+        ),
+    ],
+    ("DELETE", f"{V1}/tokens/{{token_id}}"): [
+        Variant(
+            "own",
+            lambda env, me: Call("DELETE", f"{V1}/tokens/{env.new_token(me)}", {"json": REASON}),
+        ),
+        Variant(
+            "someone else's",
+            lambda env, me: Call(
+                "DELETE", f"{V1}/tokens/{env.new_token(env.someone())}", {"json": REASON}
+            ),
+            Permission.TOKEN_MANAGE,
+        ),
+    ],
+    ("GET", f"{V1}/audit/events"): _one(
+        lambda env, me: Call("GET", f"{V1}/audit/events?action=model.create")
+    ),
+}
+
+GUARDED: tuple[Route, ...] = tuple(r for r in ROUTES if r.permission is not None)
+#: The matrix's columns: each role alone, and a user holding no role (denied everything).
+COLUMNS: tuple[Role | None, ...] = (*Role, None)
+
+
+def _cases() -> list[tuple[Route, Variant, Permission]]:
+    cases = []
+    for route in GUARDED:
+        for variant in REQUESTS[(route.method, route.path)]:
+            assert route.permission is not None
+            cases.append((route, variant, variant.permission or route.permission))
+    return cases
+
+
+def test_every_guarded_route_has_a_request_in_the_matrix() -> None:
+    guarded = {(r.method, r.path) for r in GUARDED}
+    missing = sorted(guarded - set(REQUESTS))
+    stale = sorted(set(REQUESTS) - guarded)
+    assert not missing, f"routes without an RBAC matrix entry: {missing}"
+    assert not stale, f"matrix entries for routes that no longer exist: {stale}"
+
+
+def test_own_token_routes_are_tested_on_own_and_others_tokens() -> None:
+    for route in GUARDED:
+        variants = REQUESTS[(route.method, route.path)]
+        if route.permission is Permission.TOKEN_CREATE_OWN:
+            assert {v.permission for v in variants} == {None, Permission.TOKEN_MANAGE}, route.path
+        else:
+            assert [v.permission for v in variants] == [None], route.path
+
+
+def test_rbac_matrix(client, admin, server, make_user) -> None:
+    env = Env(client, admin, server)
+    people = {role: make_user(role) if role else make_user() for role in COLUMNS}
+    mismatches: list[str] = []
+    checked = 0
+    for route, variant, permission in _cases():
+        for role, person in people.items():
+            held = frozenset({role}) if role else frozenset()
+            allowed = not GRANTS[permission].isdisjoint(held)
+            call = variant.factory(env, person.name)
+            before = env.audit_size()
+            r = client.request(call.method, call.url, headers=person.headers, **call.kwargs)
+            after = env.audit_size()
+            where = f"{route.method} {route.path} {variant.label} as {role or 'no role'}".strip()
+            checked += 1
+            if allowed:
+                if r.status_code != route.status:
+                    mismatches.append(f"{where}: expected {route.status}, got {r.status_code}")
+                    continue
+                if route.method == "GET":
+                    if after != before:
+                        mismatches.append(f"{where}: a read wrote {after - before} audit events")
+                elif after != before + 1:
+                    mismatches.append(f"{where}: {after - before} audit events, expected 1")
+                elif env.last_event().actor != person.name:
+                    mismatches.append(f"{where}: event actor is {env.last_event().actor!r}")
+            else:
+                ctype = r.headers.get("content-type", "")
+                if r.status_code != 403 or ctype != PROBLEM_JSON or r.json().get("status") != 403:
+                    mismatches.append(f"{where}: expected a 403 problem, got {r.status_code}")
+                elif after != before:
+                    mismatches.append(f"{where}: refused, yet {after - before} audit events")
+    assert checked == len(_cases()) * len(COLUMNS)
+    assert not mismatches, "RBAC matrix mismatches:\n" + "\n".join(mismatches)
+
+
+def test_every_guarded_route_needs_a_token(client, admin, server, make_user) -> None:
+    env = Env(client, admin, server)
+    caller = make_user(Role.ADMIN)
+    wrong: list[str] = []
+    for route, variant, _ in _cases():
+        for headers in ({}, {"Authorization": "Bearer mlgov_not-a-real-token"}):
+            call = variant.factory(env, caller.name)
+            before = env.audit_size()
+            r = client.request(call.method, call.url, headers=headers, **call.kwargs)
+            where = f"{route.method} {route.path} {variant.label} {headers or 'no token'}"
+            if (
+                r.status_code != 401
+                or r.headers.get("content-type") != PROBLEM_JSON
+                or r.headers.get("www-authenticate") != "Bearer"
+                or r.json()["status"] != 401
+            ):
+                wrong.append(f"{where}: {r.status_code} {r.text[:120]}")
+            elif env.audit_size() != before:
+                wrong.append(f"{where}: unauthenticated, yet something was recorded")
+    assert not wrong, "guarded routes answering without a valid token:\n" + "\n".join(wrong)
+
+
+def test_public_routes_answer_without_a_token(client) -> None:
+    public = [r for r in ROUTES if r.permission is None]
+    assert {"/healthz", "/readyz"} <= {r.path for r in public}
+    for route in public:
+        r = client.request(route.method, route.path)
+        assert r.status_code == 200, (route.path, r.text)
+        assert r.json()["status"] == "ok"
