@@ -465,9 +465,9 @@ def test_422_missing_reason_names_the_field(admin: Client, tmp_path: Path):
     with pytest.raises(InvalidInput) as caught:
         admin.create_model("no-reason", "risk", "high", reason="   ")
     error = caught.value
-    assert error.status == 422 and error.field == "body.reason"
-    assert error.problem["errors"][0]["field"] == "body.reason"
-    assert "body.reason" in str(error)
+    assert error.status == 422 and error.field == "reason"
+    assert error.problem["errors"][0]["field"] == "reason"
+    assert "reason" in str(error)
     register_model(admin, "upload-no-reason")
     with pytest.raises(InvalidInput) as caught:
         admin.create_version(

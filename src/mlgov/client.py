@@ -15,7 +15,7 @@ downloads are checked against the server's SHA-256::
 Errors are the API's RFC 9457 problems, raised as exceptions of this tree::
 
     MlgovError               any failure; .status .title .detail .field .problem
-    ├── InvalidInput         422  a field is wrong (.field names it, e.g. "body.reason")
+    ├── InvalidInput         422  a field is wrong (.field names it, e.g. "reason")
     ├── Unauthenticated      401  no, unknown, expired or revoked token
     ├── PermissionDenied     403  the permission table or a governance rule says no
     ├── NotFound             404

@@ -28,13 +28,15 @@ def list_events(
     """Events in sequence order, filtered; ``target`` includes everything below it."""
     for field, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
-            raise InvalidInput(f"{field} needs a time zone (e.g. 'Z')", field=field)
+            raise InvalidInput(f"{field} needs a time zone (e.g. 'Z')", field=f"query.{field}")
     after = None
     if cursor:
         try:
             after = int(decode_cursor(cursor))
         except ValueError:
-            raise InvalidInput("cursor is not one this server issued", field="cursor") from None
+            raise InvalidInput(
+                "cursor is not one this server issued", field="query.cursor"
+            ) from None
     rows = svc.audit.events(
         AuditQuery(
             actor=actor,

@@ -52,6 +52,10 @@ def problem(
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("body", "signature", "inputs", 0)`` -> ``signature.inputs[0]``: body fields are named
+    as the client wrote them; path and query parameters keep their ``path.``/``query.`` prefix."""
+    if len(loc) > 1 and loc[0] == "body":
+        loc = tuple(loc[1:])
     out = ""
     for part in loc:
         if isinstance(part, int):

@@ -73,7 +73,7 @@ def decode_cursor(cursor: str) -> str:
         padded = cursor + "=" * (-len(cursor) % 4)
         return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidInput("cursor is not one this server issued", field="cursor") from None
+        raise InvalidInput("cursor is not one this server issued", field="query.cursor") from None
 
 
 def _like(text: str) -> str:
@@ -323,7 +323,9 @@ class RegistryService:
             try:
                 before = int(decode_cursor(cursor))
             except ValueError:
-                raise InvalidInput("cursor is not one this server issued", field="cursor") from None
+                raise InvalidInput(
+                    "cursor is not one this server issued", field="query.cursor"
+                ) from None
             stmt = stmt.where(ModelVersion.version < before)
         with self.db.read() as session:
             rows = list(session.execute(stmt).scalars())
