@@ -314,3 +314,58 @@ def test_bootstrap_without_a_configured_token_shows_a_random_one(database_url, t
         assert stored == hashlib.sha256(secret.encode()).hexdigest()
     finally:
         srv.services.db.dispose()
+
+
+def test_concurrent_removals_never_leave_no_admin(server: Server, make_user):
+    """Two admins removing each other's admin role (or disabling each other) at the same time:
+    exactly one succeeds, the other is refused, an admin remains. Repeated to give a race a
+    chance to show."""
+    import threading
+
+    from mlgov.context import system_context
+    from mlgov.errors import Conflict
+
+    identity = server.services.identity
+    ctx = system_context("test")
+    for round_ in range(5):
+        second = make_user("admin").name
+        names = ["admin", second]
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def remove(
+            name: str, disable: bool, barrier: threading.Barrier, outcomes: list[str]
+        ) -> None:
+            barrier.wait()
+            try:
+                if disable:
+                    identity.update_user(ctx, name, reason="race", disabled=True)
+                else:
+                    identity.revoke_role(ctx, name, "admin", reason="race")
+                outcomes.append("done")
+            except Conflict:
+                outcomes.append("refused")
+
+        disable = round_ % 2 == 1
+        threads = [
+            threading.Thread(target=remove, args=(n, disable, barrier, outcomes)) for n in names
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["done", "refused"], (round_, outcomes)
+        active_admins = [
+            u.name for u in identity.list_users() if "admin" in u.roles and not u.disabled
+        ]
+        assert len(active_admins) == 1, active_admins
+        # back to "admin" as the only active admin before the next round
+        if "admin" not in active_admins:
+            user = identity.get_user("admin")
+            if user.disabled:
+                identity.update_user(ctx, "admin", reason="restore", disabled=False)
+            else:
+                identity.grant_role(ctx, "admin", "admin", reason="restore")
+        for name in active_admins:
+            if name != "admin":
+                identity.update_user(ctx, name, reason="restore", disabled=True)

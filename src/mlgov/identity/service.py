@@ -203,6 +203,8 @@ class IdentityService:
         if password is not None and len(password) < 12:
             raise InvalidInput("password must be at least 12 characters", field="password")
         with change(self.db, ctx, Permission.USER_MANAGE, reason) as cs:
+            if disabled:
+                self._lock_admins(cs.session)
             user = self._load_user(cs.session, name)
             changed: dict[str, object] = {}
             if disabled is not None and disabled != user.disabled:
@@ -242,6 +244,8 @@ class IdentityService:
     def revoke_role(self, ctx: Context, name: str, role: str, reason: str | None) -> User:
         check_roles([role], field="role")
         with change(self.db, ctx, Permission.USER_MANAGE, reason) as cs:
+            if role == Role.ADMIN:
+                self._lock_admins(cs.session)
             user = self._load_user(cs.session, name)
             grant = next((g for g in user.grants if g.role == role), None)
             if grant is None:
@@ -350,6 +354,18 @@ class IdentityService:
         if user is None:
             raise NotFound(f"no user named {name!r}")
         return user
+
+    @staticmethod
+    def _lock_admins(session) -> None:  # type: ignore[no-untyped-def]
+        """Lock every admin's row (in id order, before any other user row) so that two
+        concurrent changes cannot each see another admin left and remove the last two."""
+        session.execute(
+            select(User.id)
+            .join(RoleGrant)
+            .where(RoleGrant.role == Role.ADMIN)
+            .order_by(User.id)
+            .with_for_update(of=User)
+        ).all()
 
     @staticmethod
     def _admin_count(session) -> int:  # type: ignore[no-untyped-def]
