@@ -114,6 +114,20 @@ def test_login_with_a_bad_token_saves_nothing(live: Live, run: Run, config_file:
     assert empty.exit_code == 2 and "the token is empty" in empty.stderr
 
 
+def test_login_with_a_password(live: Live, run: Run, mlgov: Run, config_file: Path):
+    password = "correct horse battery staple"
+    mlgov("users", "create", "lee", "--role", "viewer", "--password-prompt", "--reason", "hire",
+          input=f"{password}\n{password}\n")  # fmt: skip
+    config_file.unlink()
+    result = run("login", "--url", live.url, "--user", "lee", input=f"{password}\n")
+    assert result.exit_code == 0, result.stderr
+    assert "as lee (viewer)" in result.stdout and password not in result.stdout
+    saved = json.loads(config_file.read_text())
+    assert saved["url"] == live.url and saved["token"].startswith("mlgov_")
+    wrong = run("login", "--url", live.url, "--user", "lee", input="not the password\n")
+    assert wrong.exit_code == 1 and "unknown user or wrong password" in wrong.stderr
+
+
 def test_environment_overrides_the_config_file(live: Live, run: Run):
     result = run("whoami", "--json", MLGOV_URL=live.url, MLGOV_TOKEN=ADMIN_TOKEN)
     assert result.exit_code == 0 and json.loads(result.stdout)["name"] == "admin"

@@ -369,3 +369,59 @@ def test_concurrent_removals_never_leave_no_admin(server: Server, make_user):
         for name in active_admins:
             if name != "admin":
                 identity.update_user(ctx, name, reason="restore", disabled=True)
+
+
+def test_password_login_issues_an_expiring_audited_token(client, admin):
+    password = "correct horse battery staple"
+    r = client.post(
+        "/api/v1/users",
+        json={"name": "pat", "roles": ["viewer"], "password": password, "reason": "new hire"},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(
+        "/api/v1/login",
+        json={"user": "pat", "password": password, "reason": "morning login"},
+        headers={"X-Request-Id": "login-1"},
+    )
+    assert r.status_code == 201, r.text
+    issued = r.json()
+    expires = datetime.fromisoformat(issued["expires_at"])
+    assert timedelta(hours=11) < expires - datetime.now(UTC) <= timedelta(hours=12)
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {issued['token']}"})
+    assert me.status_code == 200 and me.json()["name"] == "pat"
+    events = client.get(
+        "/api/v1/audit/events", params={"action": "token.create", "actor": "pat"}, headers=admin
+    ).json()["items"]
+    assert [(e["reason"], e["request_id"]) for e in events] == [("morning login", "login-1")]
+
+
+def test_password_login_refusals(client, admin, make_user):
+    password = "correct horse battery staple"
+    for body in (
+        {"name": "pat", "roles": ["viewer"], "password": password, "reason": "r"},
+        {"name": "robot", "roles": ["viewer"], "kind": "service_account", "reason": "r"},
+    ):
+        assert client.post("/api/v1/users", json=body, headers=admin).status_code == 201
+    before = client.get("/api/v1/audit/events", headers=admin).json()["items"]
+
+    def login(**body):
+        return client.post("/api/v1/login", json={"reason": "try", **body})
+
+    for body in (
+        {"user": "pat", "password": "wrong password here"},
+        {"user": "nobody", "password": password},
+        {"user": "robot", "password": password},  # service accounts have no password
+    ):
+        r = login(**body)
+        assert r.status_code == 401, (body, r.text)
+        assert r.json()["detail"] == "unknown user or wrong password"  # no user enumeration
+    r = client.post("/api/v1/login", json={"user": "pat", "password": password})
+    assert r.status_code == 422 and r.json()["field"] == "reason"
+    far = (datetime.now(UTC) + timedelta(days=31)).isoformat()
+    r = login(user="pat", password=password, expires_at=far)
+    assert r.status_code == 422 and r.json()["field"] == "expires_at"
+    client.patch("/api/v1/users/pat", json={"disabled": True, "reason": "left"}, headers=admin)
+    assert login(user="pat", password=password).status_code == 401
+    after = client.get("/api/v1/audit/events", headers=admin).json()["items"]
+    assert [e["action"] for e in after[len(before) :]] == ["user.update"]

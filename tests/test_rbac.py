@@ -375,6 +375,8 @@ def test_public_routes_answer_without_a_token(client) -> None:
     public = [r for r in ROUTES if r.permission is None]
     assert {"/healthz", "/readyz"} <= {r.path for r in public}
     for route in public:
+        if route.method != "GET":
+            continue  # password login: tests/test_identity_api.py
         r = client.request(route.method, route.path)
         assert r.status_code == 200, (route.path, r.text)
         assert r.json()["status"] == "ok"

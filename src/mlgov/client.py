@@ -277,6 +277,49 @@ class Client:
     def __repr__(self) -> str:
         return f"<Client url={self.url!r}>"
 
+    @staticmethod
+    def login(
+        url: str,
+        user: str,
+        password: str,
+        *,
+        reason: str = "password login",
+        token_name: str = "login",
+        expires_at: datetime | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> dict[str, Any]:
+        """Exchange a password for an expiring API token (12 hours unless ``expires_at`` says
+        otherwise, at most 30 days). Returns the token record with its one-time ``token``:
+        ``Client(url, issued["token"])``."""
+        base = url.rstrip("/")
+        body = _jsonable(
+            {
+                "user": user,
+                "password": password,
+                "token_name": token_name,
+                "reason": reason,
+                **({"expires_at": expires_at} if expires_at else {}),
+            }
+        )
+        with httpx.Client(
+            base_url=base,
+            timeout=timeout,
+            transport=transport,
+            verify=_tls_context(),
+            headers={"User-Agent": f"mlgov-python/{__version__}"},
+        ) as http:
+            try:
+                response = http.post(f"{API}/login", json=body)
+            except httpx.TransportError as exc:
+                raise ConnectionFailed(
+                    f"cannot reach {base}: {str(exc) or type(exc).__name__}",
+                    title="Connection failed",
+                ) from exc
+        if response.is_error:
+            raise _error_from(response)
+        return response.json()  # type: ignore[no-any-return]
+
     def __enter__(self) -> Self:
         return self
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Actor:
     name: str
-    kind: str  # "user" | "service_account" | "system"
+    kind: str  # "user" | "service_account" | "system" | "anonymous" (before login)
     roles: frozenset[str] = frozenset()
     user_id: int | None = None
 

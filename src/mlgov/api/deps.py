@@ -56,6 +56,15 @@ def context(request: Request, actor: Actor = Depends(current_actor)) -> Context:
     )
 
 
+def anonymous_context(request: Request) -> Context:
+    """The context of a call made before anyone is authenticated (password login)."""
+    return Context(
+        actor=Actor(name="anonymous", kind="anonymous"),
+        request_id=getattr(request.state, "request_id", "-"),
+        client_addr=request.client.host if request.client else None,
+    )
+
+
 def require(permission: Permission) -> Callable[..., None]:
     """The route-level guard built from the permission table (runs before body validation)."""
 

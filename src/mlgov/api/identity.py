@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from fastapi import Depends, Path
 from pydantic import EmailStr, Field
 
-from mlgov.api.deps import Services, context, services
+from mlgov.api.deps import Services, anonymous_context, context, services
 from mlgov.api.views import IssuedTokenOut, TokenOut, UserOut, token_out, user_out
 from mlgov.context import Context
 from mlgov.identity.permissions import Role
 from mlgov.names import NAME_PATTERN
-from mlgov.schemas import Input, Name, Reasoned, ShortText
+from mlgov.schemas import Name, Reasoned, ShortText
 
 UserName = Annotated[str, Path(pattern=NAME_PATTERN, description="User name")]
 Password = Annotated[str, Field(min_length=12, max_length=1024)]
@@ -49,10 +49,10 @@ class RevokeBody(Reasoned):
     pass
 
 
-class LoginBody(Input):
+class LoginBody(Reasoned):
     user: Name
     password: Annotated[str, Field(min_length=1, max_length=1024)]
-    token_name: Name = "cli"
+    token_name: Name = "login"
     expires_at: datetime | None = None
 
 
@@ -144,3 +144,22 @@ def revoke_token(
 ) -> TokenOut:
     token = svc.identity.revoke_token(ctx, token_id, body.reason)
     return token_out(token, token.user.name)
+
+
+def login(
+    body: LoginBody,
+    ctx: Context = Depends(anonymous_context),
+    svc: Services = Depends(services),
+) -> IssuedTokenOut:
+    """Exchange a user's password for an expiring API token (12 hours by default, at most 30
+    days). The token is shown once; issuing it is audited with the user as the actor. Wrong
+    user and wrong password get the same 401."""
+    issued = svc.identity.login(
+        ctx,
+        user_name=body.user,
+        password=body.password,
+        token_name=body.token_name,
+        reason=body.reason,
+        expires_at=body.expires_at,
+    )
+    return IssuedTokenOut(**token_out(issued.token, body.user).model_dump(), token=issued.secret)

@@ -108,6 +108,15 @@ ROUTES: tuple[Route, ...] = (
         "Show a dataset version and the model versions built on it",
     ),
     # identity
+    Route(
+        "POST",
+        f"{V1}/login",
+        identity.login,
+        PUBLIC,
+        "Exchange a password for an expiring API token",
+        201,
+        tag="identity",
+    ),
     Route("GET", f"{V1}/me", identity.me, P.SELF_READ, "Who am I", tag="identity"),
     Route(
         "POST",

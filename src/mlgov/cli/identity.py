@@ -29,22 +29,30 @@ _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 def login(
     url: Annotated[str, typer.Option(help="The server, e.g. http://127.0.0.1:8000.")],
     token: Annotated[
-        str,
-        typer.Option(
-            prompt="API token",
-            hide_input=True,
-            help="An API token (prompted, hidden, when not given).",
-        ),
-    ],
+        str | None,
+        typer.Option(help="An API token (prompted, hidden, when neither it nor --user is given)."),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(help="Log in with this user's password (prompted, hidden) instead."),
+    ] = None,
 ) -> None:
-    """Check a token against the server and save it for later commands."""
+    """Check a token (or exchange a password for a 12-hour token) and save it for later
+    commands."""
     url = url.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme == "http" and (parts.hostname or "") not in _LOOPBACK:
+        out.warn(f"{url} is plain HTTP: credentials cross the network unencrypted")
+    if user is not None:
+        if token is not None:
+            raise typer.BadParameter("give --token or --user, not both", param_hint="--user")
+        password = typer.prompt("Password", hide_input=True)
+        token = Client.login(url, user, password, reason="CLI login")["token"]
+    elif token is None:
+        token = typer.prompt("API token", hide_input=True)
     token = token.strip()
     if not token:
         raise typer.BadParameter("the token is empty", param_hint="--token")
-    parts = urlsplit(url)
-    if parts.scheme == "http" and (parts.hostname or "") not in _LOOPBACK:
-        out.warn(f"{url} is plain HTTP: the token crosses the network unencrypted")
     with Client(url, token) as api:
         me = api.me()
     path = config.write_config(url, token)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -29,6 +29,8 @@ from mlgov.names import check_name
 
 TOKEN_PREFIX = "mlgov_"
 USER_KINDS = ("user", "service_account")
+LOGIN_TOKEN_LIFETIME = timedelta(hours=12)
+LOGIN_TOKEN_MAX_LIFETIME = timedelta(days=30)
 _hasher = PasswordHasher()
 
 
@@ -315,6 +317,31 @@ class IdentityService:
                 Action.TOKEN_REVOKE, f"user/{token.user.name}/tokens/{token_id}", {"name": row.name}
             )
         return row
+
+    def login(
+        self,
+        ctx: Context,
+        *,
+        user_name: str,
+        password: str,
+        token_name: str,
+        reason: str | None,
+        expires_at: datetime | None = None,
+    ) -> IssuedToken:
+        """Exchange a password for an API token of that user: expiring (12 hours unless asked
+        otherwise, at most 30 days), issued and audited with the user as the actor."""
+        now = utcnow()
+        expires_at = expires_at or now + LOGIN_TOKEN_LIFETIME
+        if expires_at.tzinfo is not None and expires_at > now + LOGIN_TOKEN_MAX_LIFETIME:
+            raise InvalidInput("a login token lives at most 30 days", field="expires_at")
+        actor = self.verify_password(user_name, password)
+        return self.issue_token(
+            replace(ctx, actor=actor),
+            user_name=user_name,
+            name=token_name,
+            reason=reason,
+            expires_at=expires_at,
+        )
 
     def bootstrap_admin(self, ctx: Context, token_secret: str | None) -> str | None:
         """On an empty database, create ``admin`` and its first token; return the secret.
