@@ -37,6 +37,12 @@ def test_openapi_and_offline_docs(client):
     spec = client.get("/openapi.json").json()
     op = spec["paths"]["/api/v1/models"]["post"]
     assert "model:create" in op["description"] and "`data_scientist`" in op["description"]
+    upload = spec["paths"]["/api/v1/models/{name}/versions"]["post"]["requestBody"]
+    form = upload["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["artifact", "metadata"]
+    meta = form["properties"]["metadata"]["$ref"].rsplit("/", 1)[-1]
+    assert "reason" in spec["components"]["schemas"][meta]["required"]
+    assert "Signature" in spec["components"]["schemas"]
     page = client.get("/docs")
     assert page.status_code == 200
     assert "cdn" not in page.text.lower()

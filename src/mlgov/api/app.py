@@ -18,6 +18,7 @@ from mlgov.api.deps import Services, require
 from mlgov.api.middleware import RequestContextMiddleware
 from mlgov.api.routes import ROUTES, Route
 from mlgov.identity.permissions import DESCRIPTIONS, roles_for
+from mlgov.registry.schemas import VersionMetadata
 
 MULTIPART_OVERHEAD = 1 << 20  # metadata part and multipart framing around the artifact
 
@@ -85,6 +86,7 @@ def create_app(svc: Services) -> FastAPI:
             return settings.max_artifact_bytes + MULTIPART_OVERHEAD
         return settings.max_request_bytes
 
+    _document_uploads(app)
     app.add_middleware(
         RequestContextMiddleware, limit_for=limit_for, path_templates=[r.path for r in ROUTES]
     )
@@ -108,3 +110,49 @@ def _install_docs(app: FastAPI) -> None:
         )
 
     app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
+
+
+def _document_uploads(app: FastAPI) -> None:
+    """Upload endpoints parse their multipart body themselves (to stream it), so FastAPI cannot
+    see its shape: describe it in the OpenAPI document by hand, from the metadata model."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        meta = VersionMetadata.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(meta.pop("$defs", {}))
+        components["VersionMetadata"] = meta
+        for route in ROUTES:
+            if not route.upload:
+                continue
+            operation = schema["paths"][route.path][route.method.lower()]
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["artifact", "metadata"],
+                            "properties": {
+                                "artifact": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": "The model artifact, streamed and hashed.",
+                                },
+                                "metadata": {
+                                    "$ref": "#/components/schemas/VersionMetadata",
+                                    "description": "JSON, with the reason for the change.",
+                                },
+                            },
+                        },
+                        "encoding": {"metadata": {"contentType": "application/json"}},
+                    }
+                },
+            }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
