@@ -22,7 +22,7 @@ venv: $(VENV)/.synced
 demo: $(VENV)/.synced
 	$(VENV)/bin/mlgov demo
 
-test: $(VENV)/.synced lint
+test: $(VENV)/.synced lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from mlgov.audit.events import Action
 from mlgov.audit.service import authorize, change
@@ -371,7 +371,7 @@ class IdentityService:
         return Permission.TOKEN_MANAGE
 
     @staticmethod
-    def _load_user(session, name: str) -> User:  # type: ignore[no-untyped-def]
+    def _load_user(session: Session, name: str) -> User:
         user = session.execute(
             select(User)
             .where(User.name == name)
@@ -383,7 +383,7 @@ class IdentityService:
         return user
 
     @staticmethod
-    def _lock_admins(session) -> None:  # type: ignore[no-untyped-def]
+    def _lock_admins(session: Session) -> None:
         """Lock every admin's row (in id order, before any other user row) so that two
         concurrent changes cannot each see another admin left and remove the last two."""
         session.execute(
@@ -395,7 +395,7 @@ class IdentityService:
         ).all()
 
     @staticmethod
-    def _admin_count(session) -> int:  # type: ignore[no-untyped-def]
+    def _admin_count(session: Session) -> int:
         return session.execute(
             select(func.count())
             .select_from(RoleGrant)
