@@ -4,11 +4,13 @@ handlers. ``create_app`` is what ``mlgov serve`` runs and what the tests drive i
 from __future__ import annotations
 
 import importlib.resources
-from typing import Any
+from collections.abc import Callable
+from typing import Any, get_type_hints
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
+from fastapi.datastructures import Default
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
@@ -32,6 +34,47 @@ Authenticate with `Authorization: Bearer <token>`. Every state-changing request 
 """
 
 
+# Which operations may answer with a problem: (route, its generated OpenAPI operation) -> bool.
+Applies = Callable[[Route, dict[str, Any]], bool]
+
+
+def _always(route: Route, operation: dict[str, Any]) -> bool:
+    return True
+
+
+def _api(route: Route, operation: dict[str, Any]) -> bool:
+    return route.path.startswith("/api/")  # the token (or, to log in, the password) is checked
+
+
+def _guarded(route: Route, operation: dict[str, Any]) -> bool:
+    return route.permission is not None
+
+
+def _names_objects(route: Route, operation: dict[str, Any]) -> bool:
+    return "{" in route.path or "requestBody" in operation  # a body may name others too
+
+
+def _changes(route: Route, operation: dict[str, Any]) -> bool:
+    return route.method != "GET"
+
+
+def _takes_input(route: Route, operation: dict[str, Any]) -> bool:
+    return "parameters" in operation or "requestBody" in operation
+
+
+#: The problems (RFC 9457, ``application/problem+json``) the API answers with, and which
+#: operations may answer each: every error response is documented, with its schema.
+PROBLEM_RESPONSES: tuple[tuple[int, str, Applies], ...] = (
+    (401, "Unauthenticated: no, unknown, expired or revoked token (or a wrong password)", _api),
+    (403, "Forbidden by the permission table or a governance rule", _guarded),
+    (404, "Not found: a named object does not exist", _names_objects),
+    (405, "Method not allowed on this path", _always),
+    (409, "Conflict: a duplicate name, stale state, or a change to what never changes", _changes),
+    (413, "Payload too large: the request body exceeds its limit", _always),
+    (422, "Invalid input: `field` names the (first) offending input", _takes_input),
+)
+
+
 def _describe(route: Route) -> str:
     doc = (route.endpoint.__doc__ or "").strip()
     if route.permission is None:
@@ -43,6 +86,15 @@ def _describe(route: Route) -> str:
             f"**Roles:** {roles}."
         )
     return f"{doc}\n\n{access}".strip()
+
+
+def _response_class(route: Route) -> Any:
+    """An endpoint that builds its own response names its class, which documents the media
+    type (an artifact download is ``application/octet-stream``, not JSON)."""
+    returns = get_type_hints(route.endpoint).get("return")
+    if isinstance(returns, type) and issubclass(returns, Response) and returns.media_type:
+        return returns
+    return Default(JSONResponse)
 
 
 def create_app(svc: Services) -> FastAPI:
@@ -64,6 +116,7 @@ def create_app(svc: Services) -> FastAPI:
             route.endpoint,
             methods=[route.method],
             status_code=route.status,
+            response_class=_response_class(route),
             summary=route.summary,
             description=_describe(route),
             dependencies=deps,
@@ -86,7 +139,7 @@ def create_app(svc: Services) -> FastAPI:
             return settings.max_artifact_bytes + MULTIPART_OVERHEAD
         return settings.max_request_bytes
 
-    _document_uploads(app)
+    _document(app)
     app.add_middleware(
         RequestContextMiddleware, limit_for=limit_for, path_templates=[r.path for r in ROUTES]
     )
@@ -112,47 +165,69 @@ def _install_docs(app: FastAPI) -> None:
     app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
 
 
-def _document_uploads(app: FastAPI) -> None:
-    """Upload endpoints parse their multipart body themselves (to stream it), so FastAPI cannot
-    see its shape: describe it in the OpenAPI document by hand, from the metadata model."""
+def _document(app: FastAPI) -> None:
+    """Complete the generated OpenAPI document with what FastAPI cannot see (built once)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = generate()
-        meta = VersionMetadata.model_json_schema(ref_template="#/components/schemas/{model}")
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(meta.pop("$defs", {}))
-        components["VersionMetadata"] = meta
-        for route in ROUTES:
-            if not route.upload:
-                continue
-            operation = schema["paths"][route.path][route.method.lower()]
-            operation["requestBody"] = {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["artifact", "metadata"],
-                            "properties": {
-                                "artifact": {
-                                    "type": "string",
-                                    "format": "binary",
-                                    "description": "The model artifact, streamed and hashed.",
-                                },
-                                "metadata": {
-                                    "$ref": "#/components/schemas/VersionMetadata",
-                                    "description": "JSON, with the reason for the change.",
-                                },
-                            },
-                        },
-                        "encoding": {"metadata": {"contentType": "application/json"}},
-                    }
-                },
-            }
+        _document_uploads(schema)
+        _document_problems(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_uploads(schema: dict[str, Any]) -> None:
+    """Upload endpoints parse their multipart body themselves (to stream it), so FastAPI cannot
+    see its shape: describe it in the OpenAPI document by hand, from the metadata model."""
+    meta = VersionMetadata.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(meta.pop("$defs", {}))
+    components["VersionMetadata"] = meta
+    for route in ROUTES:
+        if not route.upload:
+            continue
+        operation = schema["paths"][route.path][route.method.lower()]
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["artifact", "metadata"],
+                        "properties": {
+                            "artifact": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "The model artifact, streamed and hashed.",
+                            },
+                            "metadata": {
+                                "$ref": "#/components/schemas/VersionMetadata",
+                                "description": "JSON, with the reason for the change.",
+                            },
+                        },
+                    },
+                    "encoding": {"metadata": {"contentType": "application/json"}},
+                }
+            },
+        }
+
+
+def _document_problems(schema: dict[str, Any]) -> None:
+    """Every error is an RFC 9457 problem (see :mod:`mlgov.api.problems`), not FastAPI's
+    validation error: document each operation's problems from :data:`PROBLEM_RESPONSES`."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = problems.PROBLEM_SCHEMA
+    content = {problems.PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for route in ROUTES:
+        operation = schema["paths"][route.path][route.method.lower()]
+        responses = operation.setdefault("responses", {})
+        for status, description, applies in PROBLEM_RESPONSES:
+            if applies(route, operation):
+                responses[str(status)] = {"description": description, "content": content}
+    for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422, replaced above
+        components.pop(unused, None)

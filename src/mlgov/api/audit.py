@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query
@@ -12,7 +12,7 @@ from mlgov.api.views import AuditEventOut, Page, audit_out
 from mlgov.audit.events import Action
 from mlgov.audit.service import AuditQuery
 from mlgov.errors import InvalidInput
-from mlgov.registry.service import decode_cursor, encode_cursor
+from mlgov.registry.service import decode_number_cursor, encode_cursor
 
 
 def list_events(
@@ -27,16 +27,15 @@ def list_events(
 ) -> Page[AuditEventOut]:
     """Events in sequence order, filtered; ``target`` includes everything below it."""
     for field, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            continue
+        if value.tzinfo is None:
             raise InvalidInput(f"{field} needs a time zone (e.g. 'Z')", field=f"query.{field}")
-    after = None
-    if cursor:
         try:
-            after = int(decode_cursor(cursor))
-        except ValueError:
-            raise InvalidInput(
-                "cursor is not one this server issued", field="query.cursor"
-            ) from None
+            value.astimezone(UTC)  # as stored; year 9999 at -14:00 is past the calendar's end
+        except OverflowError:
+            raise InvalidInput(f"{field} is out of range", field=f"query.{field}") from None
+    after = decode_number_cursor(cursor) if cursor else None
     rows = svc.audit.events(
         AuditQuery(
             actor=actor,

@@ -6,31 +6,33 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path
-from pydantic import EmailStr, Field
+from pydantic import EmailStr, Field, StringConstraints
 
 from mlgov.api.deps import Services, anonymous_context, context, services
 from mlgov.api.views import IssuedTokenOut, TokenOut, UserOut, token_out, user_out
 from mlgov.context import Context
 from mlgov.identity.permissions import Role
 from mlgov.names import NAME_PATTERN
-from mlgov.schemas import Name, Reasoned, ShortText
+from mlgov.schemas import Name, Reasoned
 
 UserName = Annotated[str, Path(pattern=NAME_PATTERN, description="User name")]
 Password = Annotated[str, Field(min_length=12, max_length=1024)]
+# Stored in a 256-character column (see identity.models): ShortText's 512 would not fit.
+DisplayName = Annotated[str, StringConstraints(max_length=256)]
 
 
 class UserCreate(Reasoned):
     name: Name
     roles: list[Role] = Field(default_factory=list, max_length=len(Role))
     kind: Literal["user", "service_account"] = "user"
-    display_name: ShortText = ""
+    display_name: DisplayName = ""
     email: EmailStr | Literal[""] = ""
     password: Password | None = None
 
 
 class UserUpdate(Reasoned):
     disabled: bool | None = None
-    display_name: ShortText | None = None
+    display_name: DisplayName | None = None
     email: EmailStr | Literal[""] | None = None
     password: Password | None = None
 

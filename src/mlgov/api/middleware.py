@@ -1,5 +1,5 @@
-"""ASGI middleware: a request id on every request and response, bounded request bodies, and
-no encoded ``/`` inside a path segment.
+"""ASGI middleware: a request id on every request and response, bounded request bodies, no
+encoded ``/`` inside a path segment and no NUL in the query.
 
 The body limit is enforced twice: a declared ``Content-Length`` over the limit is refused before
 anything is read, and the received bytes are counted so a chunked or lying body is cut off too.
@@ -7,6 +7,9 @@ anything is read, and the received bytes are counted so a chunked or lying body 
 Routing matches the *decoded* path, so ``/models/a%2Fb`` would be routed as ``/models/a/b`` (a
 404, or another route altogether); no name may contain ``/``, so such a request is refused as
 invalid input naming the path parameter that holds it.
+
+No text the API takes may contain a NUL character (PostgreSQL cannot store or compare one): one
+in a query parameter is refused here, as invalid input naming the parameter.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,6 +57,13 @@ class RequestContextMiddleware:
         if b"%2f" in raw_path.lower():
             field = self._field_with_slash(raw_path.decode("latin-1"))
             detail = f"{field}: a name cannot contain '/'"
+            await _problem(scope, send_with_id, request_id, 422, "Invalid input", detail, field)
+            return
+
+        query = scope.get("query_string") or b""
+        if b"%00" in query:
+            field = _query_field_with_nul(query.decode("latin-1"))
+            detail = f"{field}: a NUL character is not allowed"
             await _problem(scope, send_with_id, request_id, 422, "Invalid input", detail, field)
             return
 
@@ -96,6 +106,14 @@ class RequestContextMiddleware:
                     if "/" in value:
                         return f"path.{name}"
         return "path"
+
+
+def _query_field_with_nul(query: str) -> str:
+    """``query.<parameter>`` of the first parameter holding a NUL."""
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if "\x00" in value and "\x00" not in name:
+            return f"query.{name}"
+    return "query"
 
 
 async def _problem(

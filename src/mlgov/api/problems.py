@@ -23,6 +23,36 @@ log = logging.getLogger("mlgov.api")
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://mlgov.dev/problems/"
 
+#: JSON Schema of the documents :func:`problem` (and the middleware) build, for the OpenAPI
+#: document: every error response of every operation is one of these.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "An RFC 9457 problem details document.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string", "description": "A URI naming the kind of problem."},
+        "title": {"type": "string", "description": "A short summary of the kind of problem."},
+        "status": {"type": "integer", "description": "The HTTP status code."},
+        "detail": {"type": "string", "description": "What went wrong with this request."},
+        "instance": {"type": "string", "description": "The request's path."},
+        "request_id": {"type": "string", "description": "The request's X-Request-ID."},
+        "field": {
+            "type": "string",
+            "description": "The first offending input, dotted: `metadata.reason`, `query.limit`.",
+        },
+        "errors": {
+            "type": "array",
+            "description": "Every offending input with its message.",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
 
 def problem(
     request: Request,
@@ -132,6 +162,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI could not read the JSON body at all (not UTF-8, say): invalid input,
+            # like a JSON syntax error, not a bare 400.
+            message = "cannot be read as JSON" + (f" ({exc.__cause__})" if exc.__cause__ else "")
+            return problem(
+                request,
+                422,
+                "Invalid input",
+                f"body: {message}",
+                field="body",
+                errors=[{"field": "body", "message": message}],
+            )
         titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 405:

@@ -139,15 +139,20 @@ def get_version(
     return version_out(svc.registry.get_version(name, version))
 
 
+class ArtifactResponse(StreamingResponse):
+    """An artifact's bytes, streamed from the store (its class documents the media type)."""
+
+    media_type = "application/octet-stream"
+
+
 def download_artifact(
     name: ModelName, version: VersionNumber, svc: Services = Depends(services)
-) -> StreamingResponse:
+) -> ArtifactResponse:
     v = svc.registry.get_version(name, version)
     chunks = svc.store.open(v.artifact_sha256)
     filename = v.artifact_filename.replace('"', "")
-    return StreamingResponse(
+    return ArtifactResponse(
         chunks,
-        media_type="application/octet-stream",
         headers={
             "Content-Length": str(v.artifact_size),
             "Content-Disposition": f'attachment; filename="{filename}"',

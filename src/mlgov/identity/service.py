@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -275,6 +275,10 @@ class IdentityService:
                 raise InvalidInput("expires_at needs a time zone (e.g. 'Z')", field="expires_at")
             if expires_at <= utcnow():
                 raise InvalidInput("expires_at is in the past", field="expires_at")
+            try:
+                expires_at.astimezone(UTC)  # as stored; 9999-12-31 at -14:00 is past year 9999
+            except OverflowError:
+                raise InvalidInput("expires_at is out of range", field="expires_at") from None
         permission = self._check_token_owner(ctx, user_name)
         secret = secret or new_token_secret()
         with change(self.db, ctx, permission, reason) as cs:

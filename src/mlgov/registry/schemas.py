@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -43,6 +44,10 @@ class ArtifactFormat(StrEnum):
 
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# Stored in a 256-character column (see registry.models): ShortText's 512 would not fit.
+Text256 = Annotated[str, StringConstraints(max_length=256)]
+# JSON has no NaN or Infinity (Python's parser takes them, PostgreSQL's JSON refuses them).
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class ModelCreate(Reasoned):
@@ -50,7 +55,7 @@ class ModelCreate(Reasoned):
     description: LongText = ""
     owner_team: Name
     risk_tier: RiskTier
-    domain: ShortText = ""
+    domain: Text256 = ""
     intended_use: LongText = ""
     out_of_scope_uses: list[ShortText] = Field(default_factory=list, max_length=100)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
@@ -60,7 +65,7 @@ class ModelUpdate(Reasoned):
     description: LongText | None = None
     owner_team: Name | None = None
     risk_tier: RiskTier | None = None
-    domain: ShortText | None = None
+    domain: Text256 | None = None
     intended_use: LongText | None = None
     out_of_scope_uses: list[ShortText] | None = Field(default=None, max_length=100)
     tags: list[Tag] | None = Field(default=None, max_length=50)
@@ -71,8 +76,8 @@ class FeatureSpec(Input):
     type: Literal["double", "float", "integer", "long", "boolean", "string", "datetime", "tensor"]
     description: ShortText = ""
     nullable: bool = False
-    min: float | None = None
-    max: float | None = None
+    min: Finite | None = None
+    max: Finite | None = None
     categories: list[str | int] | None = Field(default=None, max_length=10_000)
     shape: list[int] | None = None
 
@@ -113,7 +118,7 @@ class Environment(Input):
 
 class LineageRef(Input):
     dataset: Name
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)  # a version number, as in the URL
     role: Literal["training", "validation", "test"] = "training"
 
 
@@ -122,13 +127,26 @@ class VersionMetadata(Reasoned):
 
     format: ArtifactFormat
     signature: Signature
-    algorithm: ShortText = ""
+    algorithm: Text256 = ""
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, Finite] = Field(default_factory=dict)
     code_ref: CodeRef | None = None
     environment: Environment = Field(default_factory=Environment)
     changelog: LongText = ""
     datasets: list[LineageRef] = Field(default_factory=list, max_length=100)
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        def check(item: Any) -> None:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("NaN and Infinity are not JSON numbers")
+            if isinstance(item, dict | list):
+                for inner in item.values() if isinstance(item, dict) else item:
+                    check(inner)
+
+        check(value)
+        return value
 
 
 class DatasetCreate(Reasoned):
@@ -172,7 +190,7 @@ class DatasetVersionCreate(Reasoned):
     content_sha256: Sha256
     uri: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
     schema_: list[ColumnSpec] = Field(alias="schema", min_length=1, max_length=10_000)
-    row_count: int = Field(ge=0)
+    row_count: int = Field(ge=0, le=2**63 - 1)  # a 64-bit column
     datasheet: Datasheet = Field(default_factory=Datasheet)
 
     model_config = Reasoned.model_config | {"populate_by_name": True}

@@ -71,9 +71,23 @@ def decode_cursor(cursor: str) -> str:
         # validate=True: a character outside the alphabet is an error, not silently dropped
         # (which turned a garbled cursor into "start from the beginning").
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        value = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("cursor is not one this server issued", field="query.cursor") from None
+    if "\x00" in value:  # never in a name or a number (and PostgreSQL cannot compare one)
+        raise InvalidInput("cursor is not one this server issued", field="query.cursor")
+    return value
+
+
+def decode_number_cursor(cursor: str) -> int:
+    """A cursor naming a version or a sequence number: a 64-bit count this server issued."""
+    try:
+        number = int(decode_cursor(cursor))
+    except ValueError:
+        number = -1
+    if not 0 <= number < 2**63:  # a larger one does not fit the database's integers
+        raise InvalidInput("cursor is not one this server issued", field="query.cursor")
+    return number
 
 
 def _like(text: str) -> str:
@@ -123,7 +137,8 @@ class RegistryService:
         return model
 
     def update_model(self, ctx: Context, name: str, data: ModelUpdate) -> Model:
-        fields = data.model_dump(exclude_unset=True, exclude={"reason"})
+        # A field left out or given as null is left unchanged (null is no value for any of them).
+        fields = data.model_dump(exclude_unset=True, exclude_none=True, exclude={"reason"})
         if not fields:
             raise InvalidInput("nothing to change: give at least one field", field="body")
         new_tier = data.risk_tier
@@ -320,13 +335,7 @@ class RegistryService:
             .limit(limit + 1)
         )
         if cursor:
-            try:
-                before = int(decode_cursor(cursor))
-            except ValueError:
-                raise InvalidInput(
-                    "cursor is not one this server issued", field="query.cursor"
-                ) from None
-            stmt = stmt.where(ModelVersion.version < before)
+            stmt = stmt.where(ModelVersion.version < decode_number_cursor(cursor))
         with self.db.read() as session:
             rows = list(session.execute(stmt).scalars())
         more = len(rows) > limit
