@@ -248,6 +248,7 @@ def test_users_manage_their_own_tokens_only(client, admin, make_user):
     r = client.get(f"{V1}/users/{grace.name}/tokens", headers=grace.headers)
     assert r.status_code == 200 and {t["name"] for t in r.json()} == {"test", "mine"}
     heidis = client.get(f"{V1}/users/{heidi.name}/tokens", headers=admin).json()
+    assert client.get(f"{V1}/users/nobody/tokens", headers=admin).status_code == 404
     before = client.get(f"{V1}/audit/events", headers=admin).json()["items"]
     body = {"user": heidi.name, "name": "sneaky", "reason": "r"}
     refused(client.post(f"{V1}/tokens", json=body, headers=grace.headers), 403, "token:manage")

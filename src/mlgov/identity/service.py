@@ -88,6 +88,8 @@ class IdentityService:
     def list_tokens(self, ctx: Context, user_name: str) -> Sequence[ApiToken]:
         self._check_token_owner(ctx, user_name)
         with self.db.read() as session:
+            if session.execute(select(User.id).where(User.name == user_name)).first() is None:
+                raise NotFound(f"no user named {user_name!r}")
             return (
                 session.execute(
                     select(ApiToken)
