@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from mlgov.audit.models import AuditEvent
 from mlgov.identity.models import ApiToken, User
 from mlgov.registry.models import Dataset, DatasetVersion, Model, ModelVersion
+from mlgov.registry.service import VersionSummary
 
 
 class LatestVersion(BaseModel):
@@ -133,7 +134,7 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-def model_out(model: Model, latest: ModelVersion | None = None) -> ModelOut:
+def model_out(model: Model, latest: VersionSummary | None = None) -> ModelOut:
     return ModelOut(
         name=model.name,
         description=model.description,

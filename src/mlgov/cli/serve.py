@@ -40,7 +40,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000, data_dir: DataDir = None)
     import uvicorn
 
     from mlgov.config import Settings
-    from mlgov.server import build_server
+    from mlgov.server import build_server, freeze_startup_objects
 
     settings = Settings.from_env(data_dir)
     server = build_server(settings)
@@ -53,6 +53,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8000, data_dir: DataDir = None)
             server.bootstrap_token,
             hint=f"mlgov login --url {url}",
         )
+    freeze_startup_objects()
     uvicorn.run(server.app, host=host, port=port, log_level="info")
 
 

@@ -23,6 +23,7 @@ class Model(Base):
     domain: Mapped[str] = mapped_column(String(256), default="")
     intended_use: Mapped[str] = mapped_column(Text, default="")
     out_of_scope_uses: Mapped[list[str]]
+    search_text: Mapped[str] = mapped_column(Text, default="")  # derived: see search_text()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
