@@ -1,0 +1,366 @@
+"""The demo seed tells its story through the services, and the API shows all of it: users and
+roles, datasets with datasheets and real hashes, a real model whose artifact loads safely and
+reproduces its recorded metrics, lineage, and an audit trail naming who did what and why."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.metadata
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+import skops.io
+from fastapi.testclient import TestClient
+from sklearn.metrics import roc_auc_score
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import mlgov.server
+from mlgov import demo
+from mlgov.config import Settings
+from mlgov.db import normalise_url
+from mlgov.server import Server, build_server
+
+TRAIN_ROWS = 1_500
+VALIDATION_ROWS = 500
+API = "/api/v1"
+ADMIN_TOKEN = "mlgov_demo-test-admin-token-0123456789abcdef"
+PG_URL = os.environ.get("MLGOV_TEST_DATABASE_URL", "")
+
+
+@dataclass(frozen=True)
+class Seeded:
+    server: Server
+    client: TestClient
+    summary: demo.DemoSummary
+
+
+@contextmanager
+def fresh_database(backend: str, data_dir: Path) -> Iterator[str]:
+    """A SQLite file, or a PostgreSQL database of this module's own (dropped afterwards): the
+    seeded server is shared by the module's read-only tests, so the suite's shared PostgreSQL
+    database, truncated before every test, cannot hold it."""
+    if backend == "sqlite":
+        yield f"sqlite:///{data_dir / 'mlgov.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("MLGOV_TEST_DATABASE_URL is not set: PostgreSQL runs are skipped")
+    server_url = make_url(normalise_url(PG_URL))
+    name = f"mlgov_test_demo_{os.getpid()}_{secrets.token_hex(3)}"
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def seeded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Seeded]:
+    """One seeded server per backend for the tests that only read (seeding takes a second or
+    two; doing it once keeps this module fast)."""
+    data_dir = tmp_path_factory.mktemp(f"demo-{request.param}")
+    with fresh_database(str(request.param), data_dir) as url:
+        settings = Settings(
+            data_dir=data_dir / "data",
+            database_url=url,
+            bootstrap_admin_token=ADMIN_TOKEN,
+            max_artifact_bytes=8 * 1024 * 1024,
+        )
+        server = build_server(settings)
+        try:
+            summary = demo.seed(server, train_rows=TRAIN_ROWS, validation_rows=VALIDATION_ROWS)
+            with TestClient(server.app) as client:
+                yield Seeded(server, client, summary)
+        finally:
+            server.services.db.dispose()
+
+
+@pytest.fixture
+def summary(seeded: Seeded) -> demo.DemoSummary:
+    return seeded.summary
+
+
+@pytest.fixture
+def api(seeded: Seeded) -> TestClient:
+    return seeded.client
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    assert token
+    return {"Authorization": f"Bearer {token}"}
+
+
+def tokens_of(summary: demo.DemoSummary) -> dict[str, str]:
+    return {u.name: u.token for u in summary.users if u.token}
+
+
+def path_of(uri: str) -> Path:
+    parts = urlsplit(uri)
+    assert parts.scheme == "file", uri
+    return Path(unquote(parts.path))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_seed_creates_every_user_with_its_role_and_a_working_token(summary, api, admin):
+    assert summary.seeded
+    assert [(u.name, u.roles, u.kind) for u in summary.users] == list(demo.DEMO_USERS)
+    users = {u["name"]: u for u in api.get(f"{API}/users", headers=admin).json()}
+    for name, roles, kind in demo.DEMO_USERS:
+        assert users[name]["roles"] == list(roles)
+        assert users[name]["kind"] == kind
+        assert users[name]["created_by"] == "admin"
+    assert users["ci-pipeline"]["kind"] == "service_account"
+    for name, token in tokens_of(summary).items():
+        me = api.get(f"{API}/me", headers=bearer(token))
+        assert me.status_code == 200, me.text
+        assert me.json()["name"] == name
+    assert len(tokens_of(summary)) == len(demo.DEMO_USERS)
+
+
+def test_datasets_have_real_files_hashes_and_datasheets(summary, api):
+    headers = bearer(tokens_of(summary)["vic"])  # a viewer reads the catalog
+    dataset = api.get(f"{API}/datasets/{demo.CREDIT_DATASET}", headers=headers).json()
+    assert dataset["owner_team"] == "retail-credit" and dataset["created_by"] == "dana"
+    versions = api.get(f"{API}/datasets/{demo.CREDIT_DATASET}/versions", headers=headers)
+    assert versions.status_code == 200, versions.text
+    train, valid = versions.json()
+    assert (train["version"], valid["version"]) == (1, 2)
+    for dv, rows in ((train, TRAIN_ROWS), (valid, VALIDATION_ROWS)):
+        assert dv["created_by"] == "dana"
+        path = path_of(dv["uri"])
+        assert path.parent == summary.data_files[0].parent
+        assert path.is_file() and dv["content_sha256"] == sha256_of(path)
+        with path.open(newline="") as f:
+            header, *body = list(csv.reader(f))
+        assert dv["row_count"] == rows == len(body)
+        assert header == [c["name"] for c in dv["schema"]]
+        types = {c["name"]: c["type"] for c in dv["schema"]}
+        assert types["income"] == "integer" and types["purpose"] == "string"
+        sheet = dv["datasheet"]
+        for section in (
+            "motivation",
+            "composition",
+            "collection",
+            "preprocessing",
+            "uses",
+            "distribution",
+            "maintenance",
+        ):
+            assert len(sheet[section]) > 40, section
+        assert sheet["personal_data"]["present"] is True
+        assert sheet["personal_data"]["legal_basis"] == "GDPR Art. 6(1)(b) — contract"
+    usage = api.get(f"{API}/datasets/{demo.CREDIT_DATASET}/versions/2", headers=headers).json()
+    assert usage["used_by"] == [{"model": demo.CREDIT_MODEL, "version": 1, "role": "validation"}]
+
+
+def test_model_and_version_carry_their_governance_metadata(summary, api):
+    headers = bearer(tokens_of(summary)["vic"])
+    model = api.get(f"{API}/models/{demo.CREDIT_MODEL}", headers=headers).json()
+    assert model["risk_tier"] == "high" and model["owner_team"] == "retail-credit"
+    assert model["domain"] == "Credit scoring (EU AI Act Annex III 5(b))"
+    assert model["intended_use"] and model["out_of_scope_uses"] and model["tags"]
+    assert model["created_by"] == "sam"
+    assert model["latest_version"]["version"] == 1
+    catalog = api.get(f"{API}/models", headers=headers).json()["items"]
+    assert {m["name"] for m in catalog} == {demo.CREDIT_MODEL, "fraud-alerts"}
+
+    v = api.get(f"{API}/models/{demo.CREDIT_MODEL}/versions/1", headers=headers).json()
+    assert v["created_by"] == "sam" and v["format"] == "skops" and v["stage"] == "development"
+    files = {f"{demo.CREDIT_DATASET}@{i}": p for i, p in enumerate(summary.data_files[:2], 1)}
+    assert [(ln["dataset"], ln["version"], ln["role"]) for ln in v["lineage"]] == [
+        (demo.CREDIT_DATASET, 1, "training"),
+        (demo.CREDIT_DATASET, 2, "validation"),
+    ]
+    for link in v["lineage"]:
+        assert link["content_sha256"] == sha256_of(files[f"{link['dataset']}@{link['version']}"])
+    assert set(v["metrics"]) == {"roc_auc", "accuracy", "f1", "log_loss", "brier"}
+    assert 0.6 < v["metrics"]["roc_auc"] <= 1.0
+    inputs = {f["name"]: f for f in v["signature"]["inputs"]}
+    assert [f[0] for f in demo.CREDIT_FEATURES] == list(inputs)
+    assert inputs["age"]["type"] == "integer" and inputs["age"]["min"] >= 18
+    assert "retired" in inputs["employment_type"]["categories"]
+    assert v["signature"]["outputs"][0]["name"] == "default_probability"
+    assert v["code_ref"]["repository"] == demo.CODE_REPOSITORY
+    assert len(v["code_ref"]["commit"]) == 40
+    packages = v["environment"]["packages"]
+    assert packages["scikit-learn"] == importlib.metadata.version("scikit-learn")
+    assert packages["skops"] == importlib.metadata.version("skops")
+    assert v["environment"]["python"]
+    assert v["algorithm"].startswith("LogisticRegression") and v["hyperparameters"]["max_iter"]
+
+
+def test_audit_trail_names_the_actors_and_their_reasons(summary, api):
+    auditor = bearer(tokens_of(summary)["audrey"])
+    r = api.get(f"{API}/audit/events", params={"limit": 1000}, headers=auditor)
+    assert r.status_code == 200, r.text
+    events = r.json()["items"]
+    demo_events = [e for e in events if e["request_id"].startswith("demo-")]
+    assert demo_events, "the seed's events carry demo request ids"
+    for e in demo_events:
+        assert e["reason"].strip(), e
+        assert e["client_addr"] == "127.0.0.1"
+    by = {(e["action"], e["target"]): e for e in events}
+
+    def actor(action: str, target: str) -> tuple[str, str]:
+        event = by[(action, target)]
+        return event["actor"], event["actor_kind"]
+
+    issued = [e for e in demo_events if e["action"] == "token.create"]
+    for name, _roles, _kind in demo.DEMO_USERS:
+        assert actor("user.create", f"user/{name}") == ("admin", "user")
+        assert any(e["target"].startswith(f"user/{name}/tokens/") for e in issued), name
+    assert {e["actor"] for e in issued} == {"admin"}
+    assert actor("dataset.create", f"dataset/{demo.CREDIT_DATASET}") == ("dana", "user")
+    for n in (1, 2):
+        assert actor("dataset_version.create", f"dataset/{demo.CREDIT_DATASET}/versions/{n}") == (
+            "dana",
+            "user",
+        )
+    assert actor("model.create", f"model/{demo.CREDIT_MODEL}") == ("sam", "user")
+    created = by[("model_version.create", f"model/{demo.CREDIT_MODEL}/versions/1")]
+    assert (created["actor"], created["actor_kind"]) == ("sam", "user")
+    assert "training" in created["reason"] or demo.CREDIT_DATASET in created["reason"]
+    assert created["details"]["datasets"] == [
+        f"{demo.CREDIT_DATASET}@1:training",
+        f"{demo.CREDIT_DATASET}@2:validation",
+    ]
+    assert actor("model_version.create", "model/fraud-alerts/versions/1") == (
+        "ci-pipeline",
+        "service_account",
+    )
+
+
+def test_artifact_matches_its_hash_loads_safely_and_reproduces_its_metrics(summary, api):
+    headers = bearer(tokens_of(summary)["val"])  # the validator downloads what they validate
+    v = api.get(f"{API}/models/{demo.CREDIT_MODEL}/versions/1", headers=headers).json()
+    r = api.get(f"{API}/models/{demo.CREDIT_MODEL}/versions/1/artifact", headers=headers)
+    assert r.status_code == 200, r.text
+    blob = r.content
+    assert (
+        hashlib.sha256(blob).hexdigest() == v["artifact_sha256"] == r.headers["x-artifact-sha256"]
+    )
+    assert len(blob) == v["artifact_size"]
+
+    untrusted = skops.io.get_untrusted_types(data=blob)
+    assert all(t.startswith(("sklearn.", "numpy.")) for t in untrusted), untrusted
+    model = skops.io.loads(blob, trusted=untrusted)
+
+    validation = next(ln for ln in v["lineage"] if ln["role"] == "validation")
+    dv = api.get(
+        f"{API}/datasets/{validation['dataset']}/versions/{validation['version']}", headers=headers
+    ).json()
+    convert = {"integer": int, "double": float, "string": str}
+    features = [(f["name"], convert[f["type"]]) for f in v["signature"]["inputs"]]
+    with path_of(dv["uri"]).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    X = np.array([[cast(row[name]) for name, cast in features] for row in rows], dtype=object)
+    y = np.array([int(row["default"]) for row in rows])
+
+    proba = model.predict_proba(X)[:, 1]
+    assert proba.shape == (VALIDATION_ROWS,)
+    assert np.all((proba >= 0.0) & (proba <= 1.0))
+    assert roc_auc_score(y, proba) == pytest.approx(v["metrics"]["roc_auc"], abs=1e-6)
+
+
+def test_second_model_needs_trusting_sklearn_types_only_and_scores(summary, api):
+    headers = bearer(tokens_of(summary)["val"])
+    v = api.get(f"{API}/models/fraud-alerts/versions/1", headers=headers).json()
+    assert v["created_by"] == "ci-pipeline"
+    blob = api.get(f"{API}/models/fraud-alerts/versions/1/artifact", headers=headers).content
+    assert hashlib.sha256(blob).hexdigest() == v["artifact_sha256"]
+    untrusted = skops.io.get_untrusted_types(data=blob)
+    assert untrusted, "a boosted model needs its tree types trusted explicitly"
+    assert all(t.startswith(("sklearn.", "numpy.")) for t in untrusted), untrusted
+    model = skops.io.loads(blob, trusted=untrusted)
+    convert = {"integer": int, "double": float, "string": str}
+    features = [(f["name"], convert[f["type"]]) for f in v["signature"]["inputs"]]
+    (link,) = v["lineage"]
+    dv = api.get(
+        f"{API}/datasets/{link['dataset']}/versions/{link['version']}", headers=headers
+    ).json()
+    with path_of(dv["uri"]).open(newline="") as f:
+        rows = list(csv.DictReader(f))[:200]
+    X = np.array([[cast(row[name]) for name, cast in features] for row in rows], dtype=object)
+    proba = model.predict_proba(X)[:, 1]
+    assert proba.shape == (len(rows),) and np.all((proba >= 0.0) & (proba <= 1.0))
+
+
+def test_a_second_seed_changes_nothing(seeded, api, admin):
+    before = api.get(f"{API}/audit/events", params={"limit": 1000}, headers=admin).json()
+    again = demo.seed(seeded.server, train_rows=TRAIN_ROWS, validation_rows=VALIDATION_ROWS)
+    assert not again.seeded
+    assert all(u.token is None for u in again.users)
+    assert "delete the data directory" in again.message
+    after = api.get(f"{API}/audit/events", params={"limit": 1000}, headers=admin).json()
+    assert after == before
+
+
+def test_seed_refuses_a_directory_holding_other_users(server, make_user):
+    make_user("data_scientist", name="sam")
+    with pytest.raises(demo.DemoError, match="sam"):
+        demo.seed(server, train_rows=TRAIN_ROWS, validation_rows=VALIDATION_ROWS)
+    assert not demo.is_seeded(server)
+
+
+def test_generated_data_is_deterministic(tmp_path):
+    first = demo.generate_credit_applications(300, stream=1)
+    again = demo.generate_credit_applications(300, stream=1)
+    other = demo.generate_credit_applications(300, stream=2)
+    assert demo.write_csv(tmp_path / "a.csv", first) == demo.write_csv(tmp_path / "b.csv", again)
+    assert demo.write_csv(tmp_path / "c.csv", other) != demo.write_csv(tmp_path / "a.csv", first)
+    assert 0.05 < first["default"].mean() < 0.4  # a plausible default rate
+    assert set(first["employment_type"]) <= set(demo.EMPLOYMENT)
+
+
+def test_main_seeds_prints_tokens_once_and_serves(tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    for name in ("MLGOV_DATABASE_URL", "MLGOV_ARTIFACTS_URL", "MLGOV_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    admin_token = "mlgov_demo-test-admin-token-0123456789abcdef"
+    monkeypatch.setenv("MLGOV_BOOTSTRAP_ADMIN_TOKEN", admin_token)
+    served: list[tuple[Any, str, int]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: served.append((app, host, port)))
+    frozen: list[bool] = []  # gc.freeze() is for a serving process, not for the test session
+    monkeypatch.setattr(mlgov.server.gc, "freeze", lambda: frozen.append(True))
+
+    demo.main(tmp_path / "data", "127.0.0.1", 8765)
+    out = capsys.readouterr().out
+    assert "http://127.0.0.1:8765" in out and "/docs" in out
+    assert admin_token in out
+    for name, roles, _kind in demo.DEMO_USERS:
+        assert name in out and roles[0] in out
+    assert out.count("mlgov_") >= 1 + len(demo.DEMO_USERS)
+    assert 'curl -H "Authorization: Bearer mlgov_' in out
+    assert "mlgov login --url http://127.0.0.1:8765 --token mlgov_" in out
+    assert "mlgov models list" in out
+    assert [(host, port) for _app, host, port in served] == [("127.0.0.1", 8765)]
+    assert frozen == [True]
+
+    demo.main(tmp_path / "data", "127.0.0.1", 8765)
+    out = capsys.readouterr().out
+    assert "seeded already" in out and admin_token not in out and "mlgov_" not in out
+    assert len(served) == 2
