@@ -226,6 +226,12 @@ def _seg(value: str | int) -> str:
     return quote(str(value), safe="")
 
 
+def _unreachable(url: str, exc: httpx.TransportError) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"cannot reach {url}: {str(exc) or type(exc).__name__}", title="Connection failed"
+    )
+
+
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """httpx's default verifying TLS context, built once: loading the CA bundle costs ~50 ms
@@ -312,10 +318,7 @@ class Client:
             try:
                 response = http.post(f"{API}/login", json=body)
             except httpx.TransportError as exc:
-                raise ConnectionFailed(
-                    f"cannot reach {base}: {str(exc) or type(exc).__name__}",
-                    title="Connection failed",
-                ) from exc
+                raise _unreachable(base, exc) from exc
         if response.is_error:
             raise _error_from(response)
         return response.json()  # type: ignore[no-any-return]
@@ -346,9 +349,7 @@ class Client:
         return response
 
     def _connection_failed(self, exc: httpx.TransportError) -> ConnectionFailed:
-        return ConnectionFailed(
-            f"cannot reach {self.url}: {str(exc) or type(exc).__name__}", title="Connection failed"
-        )
+        return _unreachable(self.url, exc)
 
     def _get(self, path: str, **params: Any) -> Any:
         return self._send("GET", path, params=_params(**params)).json()
