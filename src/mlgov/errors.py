@@ -6,7 +6,6 @@ MlgovError
 ├── PermissionDenied    403  the permission table or a governance rule says no
 ├── NotFound            404
 ├── Conflict            409  duplicate name, stale state
-├── Immutable           409  an attempt to change what never changes
 └── PayloadTooLarge     413
 """
 
@@ -46,10 +45,6 @@ class NotFound(MlgovError):
 class Conflict(MlgovError):
     status = 409
     title = "Conflict"
-
-
-class Immutable(Conflict):
-    title = "Immutable"
 
 
 class PayloadTooLarge(MlgovError):

@@ -22,7 +22,7 @@ from mlgov.audit.events import Action
 from mlgov.audit.service import authorize, change
 from mlgov.context import Actor, Context
 from mlgov.db import Database, utcnow
-from mlgov.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from mlgov.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from mlgov.identity.models import ApiToken, RoleGrant, User
 from mlgov.identity.permissions import Permission, Role
 from mlgov.names import check_name
@@ -408,6 +408,3 @@ class IdentityService:
             .join(User)
             .where(RoleGrant.role == Role.ADMIN, User.disabled.is_(False))
         ).scalar_one()
-
-
-__all__ = ["IdentityService", "IssuedToken", "PermissionDenied", "actor_of", "hash_secret"]
