@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -55,9 +54,7 @@ def audit_events(
             until=parse_time(until, "--until"),
             limit=min(limit + 1, 1000),
         )
-        events = list(itertools.islice(found, limit + 1))
-    more = len(events) > limit
-    events = events[:limit]
+        events, more = out.first(found, limit)
     if json_:
         out.emit_json_lines(events)
         return

@@ -6,10 +6,11 @@ Text from the server is always wrapped in :class:`rich.text.Text`, never parsed 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich import box
@@ -179,3 +180,12 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
     task = bar.add_task(description, total=total)
     with bar:
         yield lambda done: bar.update(task, completed=done)
+
+
+T = TypeVar("T")
+
+
+def first(items: Iterable[T], limit: int) -> tuple[list[T], bool]:
+    """At most ``limit`` items, reading one more to tell whether there were more."""
+    taken = list(itertools.islice(items, limit + 1))
+    return taken[:limit], len(taken) > limit

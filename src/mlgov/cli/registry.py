@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.metadata
-import itertools
 import platform
 import re
 from pathlib import Path
@@ -74,9 +73,7 @@ def models_list(
             tag=tag,
             limit=min(limit + 1, 200),
         )
-        models = list(itertools.islice(found, limit + 1))
-    more = len(models) > limit
-    models = models[:limit]
+        models, more = out.first(found, limit)
     if json_:
         out.emit_json_lines(models)
         return
@@ -420,9 +417,7 @@ def datasets_list(
     """Search datasets."""
     with connect() as api:
         found = api.search_datasets(q=q, owner_team=owner_team, limit=min(limit + 1, 200))
-        datasets = list(itertools.islice(found, limit + 1))
-    more = len(datasets) > limit
-    datasets = datasets[:limit]
+        datasets, more = out.first(found, limit)
     if json_:
         out.emit_json_lines(datasets)
         return
