@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from mlgov.audit.models import AuditLogHead
 from mlgov.context import system_context
 from mlgov.identity.models import ApiToken
 from mlgov.models import metadata
 from mlgov.server import Server
+from mlgov.tlog.models import LogHead
 
 V1 = "/api/v1"
 PROBLEM_JSON = "application/problem+json"
@@ -38,7 +38,7 @@ def snapshot(server: Server) -> dict[str, Any]:
             t.name: session.execute(select(func.count()).select_from(t)).scalar_one()
             for t in metadata.sorted_tables
         }
-        head = session.execute(select(AuditLogHead.size)).scalar_one()
+        head = session.execute(select(LogHead.size)).scalar_one()
     blobs = sorted(p.name for p in store.objects_dir.glob("*/*"))  # type: ignore[attr-defined]
     tmp = store.tmp_dir  # type: ignore[attr-defined]
     staged = sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []

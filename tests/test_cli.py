@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 from mlgov import __version__
 from mlgov.cli.main import app
+from mlgov.tlog.note import Checkpoint, Signer, Verifier, open_note
 from test_client import ADMIN_TOKEN, Live, run_live_server
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
@@ -456,3 +457,106 @@ def test_every_command_is_in_docs_cli_md():
     documented = DOCS.read_text()
     missing = [p for p in paths(typer.main.get_command(app), "mlgov") if f"`{p}" not in documented]
     assert not missing, f"docs/cli.md does not document: {missing}"
+
+
+# -- mlgov audit: proofs, export, offline verification ------------------------------------
+
+
+def _key_file(mlgov: Run, tmp_path: Path) -> Path:
+    key = mlgov("audit", "public-key").stdout.strip()
+    path = tmp_path / "audit-key.txt"
+    path.write_text(key + "\n")
+    return path
+
+
+def _some_changes(mlgov: Run, prefix: str, count: int = 3) -> None:
+    for i in range(count):
+        mlgov(
+            "models",
+            "create",
+            f"{prefix}-{i}",
+            "--owner-team",
+            "risk",
+            "--risk-tier",
+            "minimal",
+            "--reason",
+            "cli test",
+        )
+
+
+def test_public_key_matches_the_servers_key_file(mlgov, live: Live, tmp_path):
+    printed = mlgov("audit", "public-key").stdout.strip()
+    local = mlgov("audit", "public-key", "--key-file", live.settings.signing_key_path)
+    assert local.stdout.strip() == printed
+    assert Verifier.from_string(printed).name == live.server.services.audit.signer.name
+    bad = tmp_path / "bad.key"
+    bad.write_text("not a key\n")
+    result = mlgov("audit", "public-key", "--key-file", bad, code=1)
+    assert "bad.key" in result.stderr
+
+
+def test_checkpoint_prove_and_consistency(mlgov, tmp_path):
+    key_file = _key_file(mlgov, tmp_path)
+    _some_changes(mlgov, "cp")
+    note = mlgov("audit", "checkpoint", "--create", "--note").stdout
+    opened = open_note(note, [Verifier.from_string(key_file.read_text().strip())])
+    size = Checkpoint.parse(opened.text).size
+    kept = tmp_path / "kept.txt"
+    kept.write_text(note)
+
+    shown = mlgov("audit", "checkpoint").stdout
+    assert f"{size}" in shown and "root hash" in shown
+
+    proved = mlgov("audit", "prove", size - 1, "--public-key", key_file).stdout
+    assert f"event {size - 1} is in the log" in proved and "model.create" in proved
+
+    _some_changes(mlgov, "cq", 2)
+    mlgov("audit", "checkpoint", "--create")
+    extended = mlgov("audit", "consistency", kept, "--public-key", key_file).stdout
+    assert f"extends the one of {size}" in extended
+
+    stranger = Signer.generate("stranger").verifier().key_string()
+    failed = mlgov("audit", "prove", 0, "--public-key", stranger, code=1)
+    assert "verification FAILED" in failed.stderr
+
+
+def test_export_and_verify_offline_then_a_tampered_copy(mlgov, tmp_path):
+    key_file = _key_file(mlgov, tmp_path)
+    _some_changes(mlgov, "ex")
+    export = tmp_path / "audit.jsonl"
+    mlgov("audit", "export", "--out", export)
+    lines = export.read_bytes().splitlines()
+    entries = [line for line in lines if line.startswith(b'{"leaf_hash"')]
+
+    ok = mlgov("audit", "verify", export, "--public-key", key_file)
+    assert f"verified {len(entries):,} entries" in ok.stdout
+    assert "signed tree head: size" in ok.stdout
+
+    # change the reason of entry 2 in the file
+    target = next(i for i, line in enumerate(lines) if b'"seq":2,' in line)
+    lines[target] = lines[target].replace(b'"reason":"', b'"reason":"not ', 1)
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_bytes(b"\n".join(lines) + b"\n")
+    bad = mlgov("audit", "verify", tampered, "--public-key", key_file, code=1)
+    assert "verification FAILED at entry 2" in bad.stderr
+
+    # a wrong key, a missing key, a missing file
+    stranger = Signer.generate("stranger").verifier().key_string()
+    assert "FAILED" in mlgov("audit", "verify", export, "--public-key", stranger, code=1).stderr
+    assert "--public-key is required" in mlgov("audit", "verify", export, code=1).stderr
+    missing = mlgov("audit", "verify", tmp_path / "nope.jsonl", "--public-key", key_file, code=1)
+    assert "nope.jsonl" in missing.stderr
+
+
+def test_verify_against_the_live_server(mlgov, live: Live, tmp_path):
+    key_file = _key_file(mlgov, tmp_path)
+    _some_changes(mlgov, "lv", 2)
+    ok = mlgov("audit", "verify", "--server", live.url, "--public-key", key_file)
+    assert "verified" in ok.stdout and "signed tree head" in ok.stdout
+    both = mlgov("audit", "verify", tmp_path / "x", "--server", live.url, code=1)
+    assert "one of them" in both.stderr
+
+
+def test_export_events_json_carries_leaf_hashes(mlgov):
+    events = [json.loads(line) for line in mlgov("audit", "events", "--json").stdout.splitlines()]
+    assert events and all(len(e["leaf_hash"]) == 64 for e in events)

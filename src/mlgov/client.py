@@ -710,3 +710,102 @@ class Client:
             until=until,
             limit=limit,
         )
+
+    # -- the verifiable audit log --------------------------------------------------------
+
+    def audit_public_key(self) -> dict[str, Any]:
+        """``{"verifier_key", "key_name", "origin", "algorithm"}``. Trust a key you got out of
+        band, not this answer: use it to check that they match."""
+        return self._get(f"{API}/audit/public-key")  # type: ignore[no-any-return]
+
+    def audit_checkpoint(self) -> dict[str, Any]:
+        """The latest signed checkpoint: ``{"tree_size", "root_hash", "time", "key_name",
+        "note"}``."""
+        return self._get(f"{API}/audit/checkpoint")  # type: ignore[no-any-return]
+
+    def audit_checkpoints(
+        self, after_size: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        page = self._get(f"{API}/audit/checkpoints", after_size=after_size, limit=limit)
+        return page["items"]  # type: ignore[no-any-return]
+
+    def create_audit_checkpoint(self) -> dict[str, Any]:
+        """Have the server sign a checkpoint of the log as it is now (or get the latest one if
+        nothing was logged since)."""
+        return self._send("POST", f"{API}/audit/checkpoints").json()  # type: ignore[no-any-return]
+
+    def audit_inclusion_proof(self, index: int, tree_size: int | None = None) -> dict[str, Any]:
+        return self._get(  # type: ignore[no-any-return]
+            f"{API}/audit/proofs/inclusion", index=index, tree_size=tree_size
+        )
+
+    def audit_consistency_proof(self, first: int, second: int | None = None) -> dict[str, Any]:
+        return self._get(  # type: ignore[no-any-return]
+            f"{API}/audit/proofs/consistency", first=first, second=second
+        )
+
+    @contextlib.contextmanager
+    def audit_export_lines(self, tree_size: int | None = None) -> Iterator[Iterator[bytes]]:
+        """Stream the audit export, line by line (``with client.audit_export_lines() as
+        lines: …``); feed it to :func:`mlgov.audit.verify.verify_export`."""
+        params = _params(tree_size=tree_size)
+        try:
+            with self._http.stream("GET", f"{API}/audit/export", params=params) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_from(response)
+                yield (line.encode() for line in response.iter_lines())
+        except httpx.TransportError as exc:
+            raise self._connection_failed(exc) from exc
+
+    def export_audit(self, dest_path: str | os.PathLike[str], tree_size: int | None = None) -> int:
+        """Write the audit export to ``dest_path`` (atomically: a partial file never replaces
+        it). Returns the number of lines."""
+        dest = Path(dest_path)
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+        count = 0
+        try:
+            with self.audit_export_lines(tree_size) as lines, open(tmp, "xb") as out:
+                for line in lines:
+                    out.write(line + b"\n")
+                    count += 1
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        return count
+
+    def verify_audit_entry(self, index: int, public_keys: list[str]) -> dict[str, Any]:
+        """Prove locally that entry ``index`` is in the log the server signed: fetch the latest
+        checkpoint (a new one if it does not cover the entry yet), check its signature with
+        ``public_keys`` (C2SP verifier keys), fetch the inclusion proof for its size and check
+        it. Returns ``{"entry", "leaf_hash", "checkpoint"}``; raises
+        :class:`mlgov.audit.verify.VerificationFailed`."""
+        from mlgov.audit.proofs import check_inclusion
+
+        checkpoint = self.audit_checkpoint()
+        if checkpoint["tree_size"] <= index:
+            checkpoint = self.create_audit_checkpoint()
+        proof = self.audit_inclusion_proof(index, checkpoint["tree_size"])
+        return check_inclusion(proof, checkpoint["note"], public_keys)
+
+    def verify_audit_consistency(self, old_note: str, public_keys: list[str]) -> dict[str, Any]:
+        """Prove locally that the server's latest checkpoint extends ``old_note`` (a
+        checkpoint you kept): nothing logged before it was changed or dropped since."""
+        from mlgov.audit.proofs import check_consistency
+
+        latest = self.audit_checkpoint()
+        old = _checkpoint_size(old_note)
+        proof = self.audit_consistency_proof(old, latest["tree_size"]) if old else None
+        return check_consistency(old_note, latest["note"], proof, public_keys)
+
+
+def _checkpoint_size(note: str) -> int:
+    lines = note.split("\n")
+    try:
+        return int(lines[1])
+    except (IndexError, ValueError):
+        raise ValueError("not a checkpoint note (its second line must be the tree size)") from None

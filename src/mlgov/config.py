@@ -18,20 +18,39 @@ SETTINGS_DOC: dict[str, str] = {
     "MLGOV_BOOTSTRAP_ADMIN_TOKEN": "On first start, the admin's API token (for automation).",
     "MLGOV_MAX_ARTIFACT_BYTES": "Largest artifact accepted on upload (default 2 GiB).",
     "MLGOV_MAX_REQUEST_BYTES": "Largest non-upload request body (default 1 MiB).",
+    "MLGOV_SIGNING_KEY_FILE": (
+        "Ed25519 key that signs audit checkpoints (PRIVATE+KEY+… note format); default "
+        "<data dir>/audit-signing.key, generated on first start."
+    ),
+    "MLGOV_AUDIT_ORIGIN": (
+        "Origin line of the audit log's checkpoints (default: <key name>/audit). Keep it "
+        "when rotating keys."
+    ),
+    "MLGOV_CHECKPOINT_EVERY": "Sign a checkpoint at least every this many events (default 1000).",
+    "MLGOV_CHECKPOINT_INTERVAL": (
+        "Sign a checkpoint at least every this many seconds when events arrived (default 60)."
+    ),
 }
 
 DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024**3
 DEFAULT_MAX_REQUEST_BYTES = 1024**2
+DEFAULT_CHECKPOINT_EVERY = 1000
+DEFAULT_CHECKPOINT_INTERVAL = 60
 
 
-def _int_env(name: str, default: int) -> int:
+def _path_env(name: str) -> Path | None:
+    raw = os.environ.get(name, "").strip()
+    return Path(raw).resolve() if raw else None
+
+
+def _int_env(name: str, default: int, unit: str = "bytes") -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of bytes, got {raw!r}") from None
+        raise ValueError(f"{name} must be a whole number of {unit}, got {raw!r}") from None
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return value
@@ -45,6 +64,14 @@ class Settings:
     bootstrap_admin_token: str | None = field(default=None, repr=False)
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    signing_key_file: Path | None = None
+    audit_origin: str | None = None
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.data_dir / "audit-signing.key"
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -57,6 +84,14 @@ class Settings:
             bootstrap_admin_token=os.environ.get("MLGOV_BOOTSTRAP_ADMIN_TOKEN") or None,
             max_artifact_bytes=_int_env("MLGOV_MAX_ARTIFACT_BYTES", DEFAULT_MAX_ARTIFACT_BYTES),
             max_request_bytes=_int_env("MLGOV_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES),
+            signing_key_file=_path_env("MLGOV_SIGNING_KEY_FILE"),
+            audit_origin=os.environ.get("MLGOV_AUDIT_ORIGIN", "").strip() or None,
+            checkpoint_every=_int_env(
+                "MLGOV_CHECKPOINT_EVERY", DEFAULT_CHECKPOINT_EVERY, unit="events"
+            ),
+            checkpoint_interval=_int_env(
+                "MLGOV_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL, unit="seconds"
+            ),
         )
 
 

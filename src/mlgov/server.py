@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import secrets
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -12,13 +13,14 @@ from fastapi import FastAPI
 from mlgov import migrate
 from mlgov.api.app import create_app
 from mlgov.api.deps import Services
-from mlgov.audit.service import AuditService
+from mlgov.audit.trail import AuditTrail
 from mlgov.config import Settings
 from mlgov.context import system_context
 from mlgov.db import Database
 from mlgov.identity.service import IdentityService
 from mlgov.registry.service import RegistryService
 from mlgov.storage import open_store
+from mlgov.tlog.note import load_or_create_signer
 
 log = logging.getLogger("mlgov.server")
 
@@ -35,14 +37,28 @@ def build_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     store = open_store(settings.artifacts_url, settings.data_dir)
+    signer = load_or_create_signer(settings.signing_key_path, default_key_name())
+    trail = AuditTrail(
+        db,
+        signer,
+        settings.audit_origin or f"{signer.name}/audit",
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_interval=settings.checkpoint_interval,
+    )
     return Services(
         settings=settings,
         db=db,
         store=store,
-        identity=IdentityService(db),
-        registry=RegistryService(db),
-        audit=AuditService(db),
+        identity=IdentityService(trail),
+        registry=RegistryService(trail),
+        audit=trail,
     )
+
+
+def default_key_name() -> str:
+    """The name of a generated signing key: unique, so two installations' logs never share
+    an origin by accident."""
+    return f"mlgov-{secrets.token_hex(4)}"
 
 
 def build_server(settings: Settings, *, migrate_schema: bool = True) -> Server:

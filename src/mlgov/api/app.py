@@ -3,8 +3,11 @@ handlers. ``create_app`` is what ``mlgov serve`` runs and what the tests drive i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.resources
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any, get_type_hints
 
 from fastapi import Depends, FastAPI, Response
@@ -13,6 +16,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from mlgov import __version__
 from mlgov.api import problems
@@ -21,6 +25,8 @@ from mlgov.api.middleware import RequestContextMiddleware
 from mlgov.api.routes import ROUTES, Route
 from mlgov.identity.permissions import DESCRIPTIONS, roles_for
 from mlgov.registry.schemas import VersionMetadata
+
+log = logging.getLogger("mlgov.api")
 
 MULTIPART_OVERHEAD = 1 << 20  # metadata part and multipart framing around the artifact
 
@@ -97,8 +103,35 @@ def _response_class(route: Route) -> Any:
     return Default(JSONResponse)
 
 
+CHECKPOINT_TICK_MIN = 0.25
+
+
+async def _checkpoint_timer(svc: Services) -> None:
+    """Sign a checkpoint whenever events arrived and the interval passed (every replica runs
+    this; the head lock makes them take turns, and one that finds it done does nothing)."""
+    trail = svc.audit
+    tick = max(CHECKPOINT_TICK_MIN, trail.checkpoint_interval / 4)
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            await run_in_threadpool(trail.checkpoint_if_due)
+        except Exception:
+            log.exception("signing the periodic audit checkpoint failed; retrying")
+
+
 def create_app(svc: Services) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        timer = asyncio.create_task(_checkpoint_timer(svc))
+        try:
+            yield
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
     app = FastAPI(
+        lifespan=lifespan,
         title="mlgov",
         version=__version__,
         description=DESCRIPTION,
@@ -229,5 +262,12 @@ def _document_problems(schema: dict[str, Any]) -> None:
         for status, description, applies in PROBLEM_RESPONSES:
             if applies(route, operation):
                 responses[str(status)] = {"description": description, "content": content}
+        for status, description in route.extra_responses:
+            extra: dict[str, Any] = {"description": description}
+            if status >= 400:
+                extra["content"] = content
+            else:
+                extra["content"] = responses[str(route.status)].get("content", {})
+            responses[str(status)] = extra
     for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422, replaced above
         components.pop(unused, None)

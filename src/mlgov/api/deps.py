@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mlgov.audit.service import AuditService, authorize
+from mlgov.audit.service import authorize
+from mlgov.audit.trail import AuditTrail
 from mlgov.config import Settings
 from mlgov.context import Actor, Context
 from mlgov.db import Database
@@ -26,7 +27,7 @@ class Services:
     store: ArtifactStore
     identity: IdentityService
     registry: RegistryService
-    audit: AuditService
+    audit: AuditTrail
 
 
 def services(request: Request) -> Services:

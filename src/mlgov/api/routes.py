@@ -24,6 +24,11 @@ class Route:
     status: int = 200
     tag: str = "registry"
     upload: bool = False  # body limit is the artifact limit, not the JSON one
+    #: A write that records no audit event (signing a checkpoint attests the log, changes
+    #: nothing in it). Every other non-GET route writes exactly one event.
+    unaudited_write: bool = False
+    #: Answers beyond the usual ones, for the OpenAPI document: (status, description).
+    extra_responses: tuple[tuple[int, str], ...] = ()
 
 
 PUBLIC = None
@@ -187,6 +192,66 @@ ROUTES: tuple[Route, ...] = (
         audit.list_events,
         P.AUDIT_READ,
         "Read the audit trail",
+        tag="audit",
+    ),
+    Route(
+        "GET",
+        f"{V1}/audit/public-key",
+        audit.public_key,
+        PUBLIC,
+        "The audit log's checkpoint-signing public key",
+        tag="audit",
+    ),
+    Route(
+        "GET",
+        f"{V1}/audit/checkpoint",
+        audit.latest_checkpoint,
+        P.AUDIT_READ,
+        "The latest signed checkpoint",
+        tag="audit",
+        extra_responses=((404, "No checkpoint has been signed yet"),),
+    ),
+    Route(
+        "GET",
+        f"{V1}/audit/checkpoints",
+        audit.list_checkpoints,
+        P.AUDIT_READ,
+        "List signed checkpoints",
+        tag="audit",
+    ),
+    Route(
+        "POST",
+        f"{V1}/audit/checkpoints",
+        audit.create_checkpoint,
+        P.AUDIT_CHECKPOINT,
+        "Sign a checkpoint now",
+        201,
+        tag="audit",
+        unaudited_write=True,
+        extra_responses=((200, "Nothing was logged since the latest checkpoint: that one"),),
+    ),
+    Route(
+        "GET",
+        f"{V1}/audit/proofs/inclusion",
+        audit.inclusion_proof,
+        P.AUDIT_READ,
+        "Inclusion proof of an entry",
+        tag="audit",
+    ),
+    Route(
+        "GET",
+        f"{V1}/audit/proofs/consistency",
+        audit.consistency_proof,
+        P.AUDIT_READ,
+        "Consistency proof between two tree sizes",
+        tag="audit",
+    ),
+    Route(
+        "GET",
+        f"{V1}/audit/export",
+        audit.export,
+        P.AUDIT_READ,
+        "Export the log for offline verification",
         tag="audit",
     ),
 )

@@ -124,6 +124,7 @@ class AuditEventOut(BaseModel):
     details: dict[str, Any]
     request_id: str
     client_addr: str | None
+    leaf_hash: str = Field(description="Hex SHA-256 leaf hash of the event in the Merkle log")
 
 
 T = TypeVar("T")
@@ -255,4 +256,5 @@ def audit_out(e: AuditEvent) -> AuditEventOut:
         details=e.details,
         request_id=e.request_id,
         client_addr=e.client_addr,
+        leaf_hash=e.leaf_hash.hex(),
     )

@@ -1,11 +1,12 @@
-"""The audit trail's tables: one row per event, and the log head that orders appends."""
+"""The audit trail's table: one row per event, with its leaf hash in the Merkle log
+(the tree itself lives in :mod:`mlgov.tlog.models`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlgov.db import Base, UTCDateTime
@@ -30,13 +31,5 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]]
     request_id: Mapped[str] = mapped_column(String(64))
     client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
-
-
-class AuditLogHead(Base):
-    """One row per log. Appending locks it (``SELECT … FOR UPDATE``), so concurrent writers
-    in any number of processes get one gap-free total order in commit order."""
-
-    __tablename__ = "audit_log_head"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    size: Mapped[int] = mapped_column(BigInteger)
+    #: SHA-256(0x00 || entry), the entry being :func:`mlgov.audit.entry.entry_object` in JCS.
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))

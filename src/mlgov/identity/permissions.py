@@ -32,6 +32,7 @@ class Permission(StrEnum):
     DATASET_CREATE = "dataset:create"
     DATASET_VERSION_CREATE = "dataset_version:create"
     AUDIT_READ = "audit:read"
+    AUDIT_CHECKPOINT = "audit:checkpoint"
     USER_READ = "user:read"
     USER_MANAGE = "user:manage"
     TOKEN_CREATE_OWN = "token:create_own"
@@ -49,7 +50,8 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.MODEL_VERSION_CREATE: "Register a model version and upload its artifact.",
     Permission.DATASET_CREATE: "Register a dataset.",
     Permission.DATASET_VERSION_CREATE: "Register a dataset version with its datasheet.",
-    Permission.AUDIT_READ: "Read the audit trail.",
+    Permission.AUDIT_READ: "Read the audit trail, its checkpoints and proofs; export it.",
+    Permission.AUDIT_CHECKPOINT: "Have the server sign a checkpoint of the audit log now.",
     Permission.USER_READ: "List users, service accounts and their roles.",
     Permission.USER_MANAGE: "Create users and service accounts, grant and revoke roles, disable.",
     Permission.TOKEN_CREATE_OWN: "Create and revoke one's own API tokens.",
@@ -80,6 +82,7 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.DATASET_CREATE: frozenset({Role.ADMIN, Role.DATA_ENGINEER}),
     Permission.DATASET_VERSION_CREATE: frozenset({Role.ADMIN, Role.DATA_ENGINEER}),
     Permission.AUDIT_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
+    Permission.AUDIT_CHECKPOINT: frozenset({Role.ADMIN, Role.AUDITOR}),
     Permission.USER_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
     Permission.USER_MANAGE: frozenset({Role.ADMIN}),
     Permission.TOKEN_CREATE_OWN: _EVERY_ROLE,

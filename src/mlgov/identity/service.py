@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from mlgov.audit.events import Action
-from mlgov.audit.service import authorize, change
+from mlgov.audit.service import authorize
+from mlgov.audit.trail import AuditTrail
 from mlgov.context import Actor, Context
-from mlgov.db import Database, utcnow
+from mlgov.db import utcnow
 from mlgov.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from mlgov.identity.models import ApiToken, RoleGrant, User
 from mlgov.identity.permissions import Permission, Role
@@ -63,8 +64,9 @@ class IssuedToken:
 
 
 class IdentityService:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, trail: AuditTrail) -> None:
+        self.trail = trail
+        self.db = trail.db
 
     # -- reads -------------------------------------------------------------------------
 
@@ -162,7 +164,7 @@ class IdentityService:
             raise InvalidInput("service accounts authenticate with tokens only", field="password")
         if password is not None and len(password) < 12:
             raise InvalidInput("password must be at least 12 characters", field="password")
-        with change(self.db, ctx, Permission.USER_MANAGE, reason) as cs:
+        with self.trail.change(ctx, Permission.USER_MANAGE, reason) as cs:
             if cs.session.execute(select(User.id).where(User.name == name)).first():
                 raise Conflict(f"a user named {name!r} exists already", field="name")
             now = utcnow()
@@ -206,7 +208,7 @@ class IdentityService:
     ) -> User:
         if password is not None and len(password) < 12:
             raise InvalidInput("password must be at least 12 characters", field="password")
-        with change(self.db, ctx, Permission.USER_MANAGE, reason) as cs:
+        with self.trail.change(ctx, Permission.USER_MANAGE, reason) as cs:
             if disabled:
                 self._lock_admins(cs.session)
             user = self._load_user(cs.session, name)
@@ -236,7 +238,7 @@ class IdentityService:
 
     def grant_role(self, ctx: Context, name: str, role: str, reason: str | None) -> User:
         check_roles([role], field="role")
-        with change(self.db, ctx, Permission.USER_MANAGE, reason) as cs:
+        with self.trail.change(ctx, Permission.USER_MANAGE, reason) as cs:
             user = self._load_user(cs.session, name)
             if role in user.roles:
                 raise Conflict(f"{name!r} holds role {role!r} already", field="role")
@@ -247,7 +249,7 @@ class IdentityService:
 
     def revoke_role(self, ctx: Context, name: str, role: str, reason: str | None) -> User:
         check_roles([role], field="role")
-        with change(self.db, ctx, Permission.USER_MANAGE, reason) as cs:
+        with self.trail.change(ctx, Permission.USER_MANAGE, reason) as cs:
             if role == Role.ADMIN:
                 self._lock_admins(cs.session)
             user = self._load_user(cs.session, name)
@@ -283,7 +285,7 @@ class IdentityService:
                 raise InvalidInput("expires_at is out of range", field="expires_at") from None
         permission = self._check_token_owner(ctx, user_name)
         secret = secret or new_token_secret()
-        with change(self.db, ctx, permission, reason) as cs:
+        with self.trail.change(ctx, permission, reason) as cs:
             user = self._load_user(cs.session, user_name)
             token = ApiToken(
                 id="tok_" + secrets.token_hex(8),
@@ -311,7 +313,7 @@ class IdentityService:
         if token is None:
             raise NotFound(f"no token with id {token_id!r}")
         permission = self._check_token_owner(ctx, token.user.name)
-        with change(self.db, ctx, permission, reason) as cs:
+        with self.trail.change(ctx, permission, reason) as cs:
             row = cs.session.get(
                 ApiToken, token_id, with_for_update=True, options=[selectinload(ApiToken.user)]
             )

@@ -14,9 +14,10 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from mlgov.audit.events import Action
-from mlgov.audit.service import authorize, change
+from mlgov.audit.service import authorize
+from mlgov.audit.trail import AuditTrail
 from mlgov.context import Context
-from mlgov.db import Database, utcnow
+from mlgov.db import utcnow
 from mlgov.errors import Conflict, InvalidInput, NotFound
 from mlgov.identity.permissions import Permission
 from mlgov.names import check_name
@@ -123,13 +124,14 @@ def _model_view(model: Model) -> dict[str, Any]:
 
 
 class RegistryService:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, trail: AuditTrail) -> None:
+        self.trail = trail
+        self.db = trail.db
 
     # -- models ------------------------------------------------------------------------
 
     def create_model(self, ctx: Context, data: ModelCreate) -> Model:
-        with change(self.db, ctx, Permission.MODEL_CREATE, data.reason) as cs:
+        with self.trail.change(ctx, Permission.MODEL_CREATE, data.reason) as cs:
             if cs.session.execute(select(Model.id).where(Model.name == data.name)).first():
                 raise Conflict(f"a model named {data.name!r} exists already", field="name")
             now = utcnow()
@@ -158,7 +160,7 @@ class RegistryService:
         if not fields:
             raise InvalidInput("nothing to change: give at least one field", field="body")
         new_tier = data.risk_tier
-        with change(self.db, ctx, Permission.MODEL_UPDATE, data.reason) as cs:
+        with self.trail.change(ctx, Permission.MODEL_UPDATE, data.reason) as cs:
             model = self._model_for_update(cs.session, name)
             before = _model_view(model)
             if (
@@ -273,7 +275,7 @@ class RegistryService:
         artifact: StoredArtifact,
         filename: str,
     ) -> ModelVersion:
-        with change(self.db, ctx, Permission.MODEL_VERSION_CREATE, meta.reason) as cs:
+        with self.trail.change(ctx, Permission.MODEL_VERSION_CREATE, meta.reason) as cs:
             model = self._model_for_update(cs.session, model_name)
             links = []
             for i, ref in enumerate(meta.datasets):
@@ -357,7 +359,7 @@ class RegistryService:
     # -- datasets ----------------------------------------------------------------------
 
     def create_dataset(self, ctx: Context, data: DatasetCreate) -> Dataset:
-        with change(self.db, ctx, Permission.DATASET_CREATE, data.reason) as cs:
+        with self.trail.change(ctx, Permission.DATASET_CREATE, data.reason) as cs:
             if cs.session.execute(select(Dataset.id).where(Dataset.name == data.name)).first():
                 raise Conflict(f"a dataset named {data.name!r} exists already", field="name")
             dataset = Dataset(
@@ -379,7 +381,7 @@ class RegistryService:
     def create_dataset_version(
         self, ctx: Context, name: str, data: DatasetVersionCreate
     ) -> DatasetVersion:
-        with change(self.db, ctx, Permission.DATASET_VERSION_CREATE, data.reason) as cs:
+        with self.trail.change(ctx, Permission.DATASET_VERSION_CREATE, data.reason) as cs:
             dataset = cs.session.execute(
                 select(Dataset).where(Dataset.name == name).with_for_update()
             ).scalar_one_or_none()

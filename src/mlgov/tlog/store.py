@@ -1,0 +1,96 @@
+"""A Merkle log kept in the database: O(log n) appends, proofs from stored subtree hashes.
+
+The caller owns the entries and their leaf hashes (for the audit trail, ``audit_events``); this
+module keeps the rest of the tree in ``tlog_nodes`` and the head in ``tlog_heads``. Appends lock
+the head row, so every process writing to one database extends one tree in one order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from mlgov.tlog import merkle
+from mlgov.tlog.models import LogHead, LogNode
+
+#: Reads the leaf hashes of the given entry indices (the log's own entries table).
+LeafReader = Callable[[Session, Collection[int]], dict[int, bytes]]
+
+
+class MissingNode(RuntimeError):
+    """A hash the tree should hold is absent: the stored tree is damaged."""
+
+
+@dataclass(frozen=True)
+class MerkleLog:
+    log_id: int
+    read_leaves: LeafReader
+
+    def head(self, session: Session, *, lock: bool = False) -> LogHead:
+        stmt = select(LogHead).where(LogHead.log_id == self.log_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        return session.execute(stmt).scalar_one()
+
+    def append(self, session: Session, head: LogHead, leaves: Sequence[bytes]) -> int:
+        """Extend the tree by ``leaves`` (the head must be locked by this transaction).
+        Returns the index of the first new leaf."""
+        first = head.size
+        frontier = merkle.Frontier.from_bytes(head.size, head.frontier)
+        nodes: list[dict[str, object]] = []
+        for leaf in leaves:
+            for level, index, digest in frontier.append(leaf):
+                nodes.append(
+                    {"log_id": self.log_id, "level": level, "index": index, "hash": digest}
+                )
+        if nodes:
+            session.execute(insert(LogNode), nodes)
+        head.size = frontier.size
+        head.frontier = frontier.to_bytes()
+        return first
+
+    def root(self, session: Session, size: int) -> bytes:
+        """The root hash of the tree of ``size`` leaves (any size up to the current one)."""
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return self._range_hashes(session, [(0, size)])[0]
+
+    def inclusion_proof(self, session: Session, index: int, size: int) -> list[bytes]:
+        return self._range_hashes(session, merkle.inclusion_ranges(index, size))
+
+    def consistency_proof(self, session: Session, first: int, second: int) -> list[bytes]:
+        return self._range_hashes(session, merkle.consistency_ranges(first, second))
+
+    def _range_hashes(self, session: Session, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        wanted = merkle.nodes_for_ranges(ranges)
+        found = self._node_hashes(session, wanted)
+        missing = wanted - found.keys()
+        if missing:
+            level, index = min(missing)
+            raise MissingNode(
+                f"log {self.log_id}: the hash of node (level {level}, index {index}) is missing"
+            )
+        return [merkle.range_hash(begin, end, found) for begin, end in ranges]
+
+    def _node_hashes(
+        self, session: Session, wanted: Collection[merkle.NodeId]
+    ) -> dict[merkle.NodeId, bytes]:
+        found: dict[merkle.NodeId, bytes] = {}
+        leaves = [index for level, index in wanted if level == 0]
+        if leaves:
+            for index, digest in self.read_leaves(session, leaves).items():
+                found[(0, index)] = digest
+        inner = [(level, index) for level, index in wanted if level > 0]
+        if inner:
+            rows = session.execute(
+                select(LogNode.level, LogNode.index, LogNode.hash).where(
+                    LogNode.log_id == self.log_id,
+                    tuple_(LogNode.level, LogNode.index).in_(inner),
+                )
+            )
+            for level, index, digest in rows:
+                found[(level, index)] = digest
+        return found
