@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from mlgov.tlog import merkle
@@ -18,6 +18,14 @@ from mlgov.tlog.models import LogHead, LogNode
 
 #: Reads the leaf hashes of the given entry indices (the log's own entries table).
 LeafReader = Callable[[Session, Collection[int]], dict[int, bytes]]
+
+
+def _named_param(name: str) -> str:
+    return f":{name}"
+
+
+def _pyformat_param(name: str) -> str:
+    return f"%({name})s"
 
 
 class MissingNode(RuntimeError):
@@ -83,14 +91,31 @@ class MerkleLog:
         if leaves:
             for index, digest in self.read_leaves(session, leaves).items():
                 found[(0, index)] = digest
-        inner = [(level, index) for level, index in wanted if level > 0]
-        if inner:
-            rows = session.execute(
-                select(LogNode.level, LogNode.index, LogNode.hash).where(
-                    LogNode.log_id == self.log_id,
-                    tuple_(LogNode.level, LogNode.index).in_(inner),
-                )
-            )
+        by_level: dict[int, list[int]] = {}
+        for level, index in wanted:
+            if level > 0:
+                by_level.setdefault(level, []).append(index)
+        if by_level:
+            # One primary-key lookup per level, glued with UNION ALL (a row-value IN over
+            # (level, idx) pairs, or an OR of per-level terms, made SQLite scan the log's
+            # nodes), sent as the driver's own SQL: compiling the equivalent expression for
+            # ~30 levels cost more than the lookups. Every value is a bound parameter.
+            conn = session.connection()
+            mark = _named_param if conn.dialect.name == "sqlite" else _pyformat_param
+            params: dict[str, int] = {"log": self.log_id}
+            parts = []
+            for n, (level, indices) in enumerate(by_level.items()):
+                params[f"l{n}"] = level
+                names = []
+                for k, index in enumerate(indices):
+                    params[f"i{n}_{k}"] = index
+                    names.append(mark(f"i{n}_{k}"))
+                where = f"log_id = {mark('log')} AND level = {mark(f'l{n}')}"
+                keys = ", ".join(names)
+                # placeholders only, never a value:
+                sql = f"SELECT level, idx, hash FROM tlog_nodes WHERE {where} AND idx IN ({keys})"  # noqa: S608
+                parts.append(sql)
+            rows = conn.exec_driver_sql(" UNION ALL ".join(parts), params)
             for level, index, digest in rows:
-                found[(level, index)] = digest
+                found[(level, index)] = bytes(digest)
         return found
