@@ -537,3 +537,33 @@ def test_exceptions_form_one_tree():
     ):
         assert issubclass(cls, MlgovError)
         assert cls.__name__ in (mlgov.client.__doc__ or "")
+
+
+def test_audit_proofs_and_export_verify_locally(live: Live, admin: Client, tmp_path: Path):
+    from mlgov.audit.verify import VerificationFailed, verify_export
+    from mlgov.tlog.note import Signer, Verifier
+
+    admin.create_model("audited-sdk", owner_team="risk", risk_tier="minimal", reason="sdk test")
+    key = admin.audit_public_key()["verifier_key"]
+    assert key == live.server.services.audit.signer.verifier().key_string()
+    last = admin.audit_events_page(limit=1000)["items"][-1]["seq"]
+    proven = admin.verify_audit_entry(last, [key])  # signs a checkpoint covering it if needed
+    assert proven["entry"]["target"] == "model/audited-sdk"
+    assert proven["checkpoint"]["tree_size"] > last
+
+    kept = admin.audit_checkpoint()["note"]
+    admin.create_model("audited-sdk-2", owner_team="risk", risk_tier="minimal", reason="more")
+    admin.create_audit_checkpoint()
+    result = admin.verify_audit_consistency(kept, [key])
+    assert result["new"]["tree_size"] == result["old"]["tree_size"] + 1
+
+    path = tmp_path / "audit.jsonl"
+    size = admin.audit_checkpoint()["tree_size"]
+    lines = admin.export_audit(path, tree_size=size)
+    with open(path, "rb") as f:
+        report = verify_export(f, [Verifier.from_string(key)])
+    assert report.entries == size and lines == size + report.checkpoints + 1
+
+    stranger = Signer.generate("stranger").verifier().key_string()
+    with pytest.raises(VerificationFailed):
+        admin.verify_audit_entry(last, [stranger])

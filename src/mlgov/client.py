@@ -786,7 +786,10 @@ class Client:
         :class:`mlgov.audit.verify.VerificationFailed`."""
         from mlgov.audit.proofs import check_inclusion
 
-        checkpoint = self.audit_checkpoint()
+        try:
+            checkpoint = self.audit_checkpoint()
+        except NotFound:  # none signed yet
+            checkpoint = self.create_audit_checkpoint()
         if checkpoint["tree_size"] <= index:
             checkpoint = self.create_audit_checkpoint()
         proof = self.audit_inclusion_proof(index, checkpoint["tree_size"])
