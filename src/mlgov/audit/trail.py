@@ -299,13 +299,14 @@ class AuditTrail:
             event = session.get(AuditEvent, index)
             if event is None:
                 raise NotFound(f"audit event {index} does not exist")
+            root, proof = self.log.inclusion_proof(session, index, size)
             return InclusionProof(
                 index=index,
                 tree_size=size,
                 entry=entry_bytes(event),
                 leaf_hash=event.leaf_hash,
-                root_hash=self.log.root(session, size),
-                proof=self.log.inclusion_proof(session, index, size),
+                root_hash=root,
+                proof=proof,
             )
 
     def consistency(self, first: int, second: int | None = None) -> ConsistencyProof:
@@ -322,12 +323,13 @@ class AuditTrail:
                 raise InvalidInput(
                     f"first {first} is larger than second {size}", field="query.first"
                 )
+            first_root, second_root, proof = self.log.consistency_proof(session, first, size)
             return ConsistencyProof(
                 first=first,
                 second=size,
-                first_root=self.log.root(session, first),
-                second_root=self.log.root(session, size),
-                proof=self.log.consistency_proof(session, first, size),
+                first_root=first_root,
+                second_root=second_root,
+                proof=proof,
             )
 
     # -- export -----------------------------------------------------------------------------

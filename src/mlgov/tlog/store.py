@@ -66,11 +66,21 @@ class MerkleLog:
             return merkle.EMPTY_ROOT
         return self._range_hashes(session, [(0, size)])[0]
 
-    def inclusion_proof(self, session: Session, index: int, size: int) -> list[bytes]:
-        return self._range_hashes(session, merkle.inclusion_ranges(index, size))
+    def inclusion_proof(self, session: Session, index: int, size: int) -> tuple[bytes, list[bytes]]:
+        """The root of the tree of ``size`` leaves and the inclusion proof of leaf ``index``,
+        from one lookup of the stored hashes."""
+        root, *proof = self._range_hashes(
+            session, [(0, size), *merkle.inclusion_ranges(index, size)]
+        )
+        return root, proof
 
-    def consistency_proof(self, session: Session, first: int, second: int) -> list[bytes]:
-        return self._range_hashes(session, merkle.consistency_ranges(first, second))
+    def consistency_proof(
+        self, session: Session, first: int, second: int
+    ) -> tuple[bytes, bytes, list[bytes]]:
+        """Both roots and the consistency proof between them, from one lookup."""
+        ranges = [(0, first), (0, second), *merkle.consistency_ranges(first, second)]
+        first_root, second_root, *proof = self._range_hashes(session, ranges)
+        return first_root, second_root, proof
 
     def _range_hashes(self, session: Session, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         wanted = merkle.nodes_for_ranges(ranges)
