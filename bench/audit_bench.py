@@ -89,7 +89,7 @@ from mlgov import migrate
 from mlgov.audit.entry import entry_object
 from mlgov.audit.events import Action
 from mlgov.audit.models import AuditEvent
-from mlgov.audit.trail import AuditTrail, PendingEvent
+from mlgov.audit.trail import AuditTrail, ChangeSet
 from mlgov.audit.verify import verify_export
 from mlgov.config import Settings
 from mlgov.context import Actor, Context, system_context
@@ -521,30 +521,14 @@ class PlainTrail(AuditTrail):
     events, insert them (a dummy leaf hash: the column is NOT NULL), bump the head's size.
     No canonical entry, no hashes, no tree nodes, no frontier, no checkpoint."""
 
-    def _append(
-        self, session: Session, ctx: Context, reason: str, pending: Sequence[PendingEvent]
-    ) -> list[AuditEvent]:
-        head = self.log.head(session, lock=True)
-        now = utcnow()
-        events = [
-            AuditEvent(
-                seq=head.size + offset,
-                time=now,
-                actor=ctx.actor.name,
-                actor_kind=ctx.actor.kind,
-                action=item.action.value,
-                target=item.target,
-                reason=reason,
-                details=item.details,
-                request_id=ctx.request_id,
-                client_addr=ctx.client_addr,
-                leaf_hash=NO_HASH,
-            )
-            for offset, item in enumerate(pending)
-        ]
-        session.add_all(events)
+    def _append(self, changes: ChangeSet) -> list[AuditEvent]:
+        head = self.log.head(changes.session, lock=True)
+        events = changes.numbered(head.size, utcnow())
+        for event in events:
+            event.leaf_hash = NO_HASH
+        changes.session.add_all(events)
         head.size += len(events)
-        session.flush()
+        changes.session.flush()
         return events
 
 

@@ -348,6 +348,18 @@ class Client:
             raise _error_from(response)
         return response
 
+    @contextlib.contextmanager
+    def _stream(self, path: str, params: Any = None) -> Iterator[httpx.Response]:
+        """A streamed GET whose errors are raised like :meth:`_send`'s."""
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_from(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise self._connection_failed(exc) from exc
+
     def _connection_failed(self, exc: httpx.TransportError) -> ConnectionFailed:
         return _unreachable(self.url, exc)
 
@@ -554,54 +566,32 @@ class Client:
         "sha256", "size"}``. ``progress`` is called with the bytes received."""
         dest = Path(dest_path)
         url = f"{API}/models/{_seg(model)}/versions/{_seg(version)}/artifact"
-        try:
-            with self._http.stream("GET", url) as response:
-                if response.is_error:
-                    response.read()
-                    raise _error_from(response)
-                expected = response.headers.get("x-artifact-sha256", "").lower()
-                if not expected:
-                    raise ChecksumMismatch(
-                        "the server sent no X-Artifact-SHA256 header to verify the artifact",
-                        title="Checksum missing",
-                    )
-                if dest.is_dir():
-                    dest = dest / _server_filename(response)
-                digest, size = self._receive(response, dest, expected, progress)
-        except httpx.TransportError as exc:
-            raise self._connection_failed(exc) from exc
-        return {"path": str(dest), "sha256": digest, "size": size}
-
-    @staticmethod
-    def _receive(
-        response: httpx.Response, dest: Path, expected: str, progress: Progress | None
-    ) -> tuple[str, int]:
-        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
-        # O_EXCL: never follow or reuse another file; 0o666 less the umask, like any new file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
+        with self._stream(url) as response:
+            expected = response.headers.get("x-artifact-sha256", "").lower()
+            if not expected:
+                raise ChecksumMismatch(
+                    "the server sent no X-Artifact-SHA256 header to verify the artifact",
+                    title="Checksum missing",
+                )
+            if dest.is_dir():
+                dest = dest / _server_filename(response)
             digest = hashlib.sha256()
             size = 0
-            with os.fdopen(fd, "wb") as out:
+            with _replacing(dest) as out:
                 for chunk in response.iter_bytes(_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
                     if progress is not None:
                         progress(size)
-            actual = digest.hexdigest()
-            if actual != expected:
-                raise ChecksumMismatch(
-                    f"the downloaded artifact's sha256 is {actual}, the server announced "
-                    f"{expected}; the file was discarded",
-                    title="Checksum mismatch",
-                )
-            tmp.replace(dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        return actual, size
+                actual = digest.hexdigest()
+                if actual != expected:
+                    raise ChecksumMismatch(
+                        f"the downloaded artifact's sha256 is {actual}, the server announced "
+                        f"{expected}; the file was discarded",
+                        title="Checksum mismatch",
+                    )
+        return {"path": str(dest), "sha256": actual, "size": size}
 
     # -- datasets ----------------------------------------------------------------------
 
@@ -748,34 +738,17 @@ class Client:
     def audit_export_lines(self, tree_size: int | None = None) -> Iterator[Iterator[bytes]]:
         """Stream the audit export, line by line (``with client.audit_export_lines() as
         lines: …``); feed it to :func:`mlgov.audit.verify.verify_export`."""
-        params = _params(tree_size=tree_size)
-        try:
-            with self._http.stream("GET", f"{API}/audit/export", params=params) as response:
-                if response.is_error:
-                    response.read()
-                    raise _error_from(response)
-                yield (line.encode() for line in response.iter_lines())
-        except httpx.TransportError as exc:
-            raise self._connection_failed(exc) from exc
+        with self._stream(f"{API}/audit/export", _params(tree_size=tree_size)) as response:
+            yield (line.encode() for line in response.iter_lines())
 
     def export_audit(self, dest_path: str | os.PathLike[str], tree_size: int | None = None) -> int:
         """Write the audit export to ``dest_path`` (atomically: a partial file never replaces
         it). Returns the number of lines."""
-        dest = Path(dest_path)
-        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
         count = 0
-        try:
-            with self.audit_export_lines(tree_size) as lines, open(tmp, "xb") as out:
-                for line in lines:
-                    out.write(line + b"\n")
-                    count += 1
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        with self.audit_export_lines(tree_size) as lines, _replacing(Path(dest_path)) as out:
+            for line in lines:
+                out.write(line + b"\n")
+                count += 1
         return count
 
     def verify_audit_entry(self, index: int, public_keys: list[str]) -> dict[str, Any]:
@@ -798,17 +771,28 @@ class Client:
     def verify_audit_consistency(self, old_note: str, public_keys: list[str]) -> dict[str, Any]:
         """Prove locally that the server's latest checkpoint extends ``old_note`` (a
         checkpoint you kept): nothing logged before it was changed or dropped since."""
-        from mlgov.audit.proofs import check_consistency
+        from mlgov.audit.proofs import check_consistency, signed_size
 
+        old = signed_size(old_note, public_keys)  # its signature first: fail before fetching
         latest = self.audit_checkpoint()
-        old = _checkpoint_size(old_note)
         proof = self.audit_consistency_proof(old, latest["tree_size"]) if old else None
         return check_consistency(old_note, latest["note"], proof, public_keys)
 
 
-def _checkpoint_size(note: str) -> int:
-    lines = note.split("\n")
+@contextlib.contextmanager
+def _replacing(dest: Path) -> Iterator[IO[bytes]]:
+    """A new file beside ``dest``, synced and renamed over it when the block succeeds; on any
+    failure removed, and ``dest`` untouched."""
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+    # O_EXCL: never follow or reuse another file; 0o666 less the umask, like any new file.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        return int(lines[1])
-    except (IndexError, ValueError):
-        raise ValueError("not a checkpoint note (its second line must be the tree size)") from None
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -31,6 +31,11 @@ def _signed(note: str, verifiers: Sequence[Verifier], what: str) -> SignedHead:
         raise VerificationFailed(f"{what}: {exc}") from None
 
 
+def signed_size(note: str, public_keys: Sequence[str]) -> int:
+    """The tree size of a checkpoint note, once its signature is checked."""
+    return _signed(note, verifiers_from(public_keys), "checkpoint").size
+
+
 def _hashes(values: Sequence[str], what: str) -> list[bytes]:
     out = []
     for number, value in enumerate(values):

@@ -71,6 +71,24 @@ class ChangeSet:
         # hashed from exactly what can be read again.
         self.pending.append(PendingEvent(action, target, json.loads(json.dumps(details))))
 
+    def numbered(self, first_seq: int, time: datetime) -> list[AuditEvent]:
+        """The recorded events as rows, numbered from ``first_seq`` (leaf hashes not set)."""
+        return [
+            AuditEvent(
+                seq=first_seq + offset,
+                time=time,
+                actor=self.ctx.actor.name,
+                actor_kind=self.ctx.actor.kind,
+                action=item.action.value,
+                target=item.target,
+                reason=self.reason,
+                details=item.details,
+                request_id=self.ctx.request_id,
+                client_addr=self.ctx.client_addr,
+            )
+            for offset, item in enumerate(self.pending)
+        ]
+
 
 def entry_bytes(event: AuditEvent) -> bytes:
     return canonical.dumps(
@@ -153,31 +171,17 @@ class AuditTrail:
             yield changes
             if not changes.pending:
                 raise RuntimeError("a change must record its audit event before it commits")
-            changes.events = self._append(session, ctx, text, changes.pending)
+            changes.events = self._append(changes)
 
-    def _append(
-        self, session: Session, ctx: Context, reason: str, pending: Sequence[PendingEvent]
-    ) -> list[AuditEvent]:
+    def _append(self, changes: ChangeSet) -> list[AuditEvent]:
         # Everything else of the change is done: the head is locked as late as possible, so
         # concurrent changes wait on each other only for the append and the commit.
+        session = changes.session
         head = self.log.head(session, lock=True)
         now = utcnow()
-        events = []
-        for offset, item in enumerate(pending):
-            event = AuditEvent(
-                seq=head.size + offset,
-                time=now,
-                actor=ctx.actor.name,
-                actor_kind=ctx.actor.kind,
-                action=item.action.value,
-                target=item.target,
-                reason=reason,
-                details=item.details,
-                request_id=ctx.request_id,
-                client_addr=ctx.client_addr,
-            )
+        events = changes.numbered(head.size, now)
+        for event in events:
             event.leaf_hash = merkle.leaf_hash(entry_bytes(event))
-            events.append(event)
         session.add_all(events)
         self.log.append(session, head, [e.leaf_hash for e in events])
         if head.size - head.checkpoint_size >= self.checkpoint_every:

@@ -116,9 +116,7 @@ class _Verifier:
         if self.origin is None:
             self.origin = cp.origin
         elif cp.origin != self.origin:
-            raise VerificationFailed(
-                f"{what} is for log {cp.origin!r}, not {self.origin!r}", seq=None
-            )
+            raise VerificationFailed(f"{what} is for log {cp.origin!r}, not {self.origin!r}")
 
     def header(self, line: bytes) -> None:
         try:

@@ -43,10 +43,8 @@ class MerkleLog:
             stmt = stmt.with_for_update()
         return session.execute(stmt).scalar_one()
 
-    def append(self, session: Session, head: LogHead, leaves: Sequence[bytes]) -> int:
-        """Extend the tree by ``leaves`` (the head must be locked by this transaction).
-        Returns the index of the first new leaf."""
-        first = head.size
+    def append(self, session: Session, head: LogHead, leaves: Sequence[bytes]) -> None:
+        """Extend the tree by ``leaves`` (the head must be locked by this transaction)."""
         frontier = merkle.Frontier.from_bytes(head.size, head.frontier)
         nodes: list[dict[str, object]] = []
         for leaf in leaves:
@@ -58,13 +56,6 @@ class MerkleLog:
             session.execute(insert(LogNode), nodes)
         head.size = frontier.size
         head.frontier = frontier.to_bytes()
-        return first
-
-    def root(self, session: Session, size: int) -> bytes:
-        """The root hash of the tree of ``size`` leaves (any size up to the current one)."""
-        if size == 0:
-            return merkle.EMPTY_ROOT
-        return self._range_hashes(session, [(0, size)])[0]
 
     def inclusion_proof(self, session: Session, index: int, size: int) -> tuple[bytes, list[bytes]]:
         """The root of the tree of ``size`` leaves and the inclusion proof of leaf ``index``,
