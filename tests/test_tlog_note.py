@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mlgov.tlog import note
+from mlgov import keyfile
 from mlgov.tlog.note import (
     MAX_SIGNATURES,
     Checkpoint,
@@ -789,7 +789,7 @@ def test_load_or_create_signer_without_hard_links(
     def no_link(src: object, dst: object) -> None:
         raise PermissionError("hard links not supported")
 
-    monkeypatch.setattr(note.os, "link", no_link)
+    monkeypatch.setattr(keyfile.os, "link", no_link)
     path = tmp_path / "signing.key"
     signer = load_or_create_signer(path, "example.com/log")
     assert load_or_create_signer(path, "x").key_string() == signer.key_string()

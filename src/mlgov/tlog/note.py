@@ -42,11 +42,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +51,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from mlgov import keyfile
 
 __all__ = [
     "MAX_SIGNATURES",
@@ -532,17 +531,6 @@ def _load_signer(path: Path) -> Signer:
         raise NoteError(f"{path}: {exc}") from None
 
 
-def _fsync_directory(directory: Path) -> None:
-    flags = getattr(os, "O_DIRECTORY", None)
-    if flags is None:  # not POSIX
-        return
-    fd = os.open(directory, os.O_RDONLY | flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def load_or_create_signer(path: Path, name: str) -> Signer:
     """The signer whose private key string is stored in ``path``.
 
@@ -551,30 +539,9 @@ def load_or_create_signer(path: Path, name: str) -> Signer:
     fsynced, then linked into place, so the file never holds a partial key and, when two
     processes race to create it, both end up with the one that got there first. ``name`` is
     used only to create a key: an existing file is loaded whatever its key is named."""
-    path = Path(path)
-    try:
-        return _load_signer(path)
-    except FileNotFoundError:
-        pass
-    signer = Signer.generate(name)
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.chmod(temp, 0o600)
-            handle.write(signer.key_string() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temp, path)  # atomic, and never replaces a key another process stored
-        except FileExistsError:
-            return _load_signer(path)
-        except OSError:  # a file system without hard links
-            os.replace(temp, path)
-        _fsync_directory(directory)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-    return signer
+
+    def create() -> tuple[Signer, str]:
+        signer = Signer.generate(name)
+        return signer, signer.key_string()
+
+    return keyfile.load_or_create(Path(path), _load_signer, create)
