@@ -34,13 +34,28 @@ from mlgov.db import Database, utcnow
 from mlgov.server import Server, build_server
 from mlgov.tlog import merkle
 from mlgov.tlog.note import Checkpoint, Signer, Verifier, open_note, sign_note
+from test_audit_trail import BOOTSTRAP_EVENTS, BOOTSTRAP_POLICIES
 
 V1 = "/api/v1"
 
+# The first start records BOOTSTRAP_EVENTS events (seq 0..5), the models' events follow. Its
+# first change, the built-in policy packs, alone reaches checkpoint_every=4: the first start
+# signs the checkpoint of size 4, and the appends sign one every 4 events after it (8, 12, ...).
+BOOTSTRAP_CHECKPOINT = len(BOOTSTRAP_POLICIES)
+
+#: For the tests that start from a log with no checkpoint: an interval the first start's events
+#: do not reach, so nothing is signed until the test asks.
+NOT_SIGNED_AT_BOOTSTRAP = pytest.mark.parametrize("checkpoint_every", [BOOTSTRAP_EVENTS + 2])
+
 
 @pytest.fixture
-def small_settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, checkpoint_every=4)
+def checkpoint_every() -> int:
+    return 4
+
+
+@pytest.fixture
+def small_settings(settings: Settings, checkpoint_every: int) -> Settings:
+    return dataclasses.replace(settings, checkpoint_every=checkpoint_every)
 
 
 @pytest.fixture
@@ -85,14 +100,16 @@ def export(api: TestClient, admin: dict[str, str], **params: Any) -> list[bytes]
 # -- (a) checkpoints ------------------------------------------------------------------------
 
 
+@NOT_SIGNED_AT_BOOTSTRAP
 def test_checkpoints_are_signed_notes_over_the_events_tree(api, admin, log_server):
-    make_models(api, admin, 1)  # bootstrap (2 events) + 1 = 3 events, below checkpoint_every
+    make_models(api, admin, 1)  # bootstrap + 1 = 7 events, below checkpoint_every
+    size = BOOTSTRAP_EVENTS + 1
     assert api.get(f"{V1}/audit/checkpoint", headers=admin).status_code == 404
 
     r = api.post(f"{V1}/audit/checkpoints", headers=admin)
     assert r.status_code == 201, r.text
     cp = r.json()
-    assert cp["tree_size"] == 3
+    assert cp["tree_size"] == size
     assert bytes.fromhex(cp["root_hash"]) == merkle.root_of(leaves(log_server))
     # nothing new: the same checkpoint again, 200
     again = api.post(f"{V1}/audit/checkpoints", headers=admin)
@@ -101,7 +118,7 @@ def test_checkpoints_are_signed_notes_over_the_events_tree(api, admin, log_serve
     key = public_key(api)
     opened = open_note(cp["note"], [Verifier.from_string(key)])
     body = Checkpoint.parse(opened.text)
-    assert (body.size, body.root_hash.hex()) == (3, cp["root_hash"])
+    assert (body.size, body.root_hash.hex()) == (size, cp["root_hash"])
     assert body.origin == log_server.services.audit.origin
     assert [s.name for s in opened.verified] == [cp["key_name"]]
 
@@ -112,29 +129,31 @@ def test_checkpoints_are_signed_notes_over_the_events_tree(api, admin, log_serve
 
 
 def test_a_checkpoint_is_signed_every_n_events_in_the_appending_transaction(api, admin, log_server):
-    make_models(api, admin, 9)  # 11 events, checkpoint_every=4
+    # 15 events, checkpoint_every=4: the first start signed 4, the models' appends 8 and 12
+    make_models(api, admin, 15 - BOOTSTRAP_EVENTS)
     r = api.get(f"{V1}/audit/checkpoints", headers=admin)
     sizes = [c["tree_size"] for c in r.json()["items"]]
-    assert sizes == [4, 8]
+    assert sizes == [BOOTSTRAP_CHECKPOINT, 8, 12]
     for cp in r.json()["items"]:
         assert bytes.fromhex(cp["root_hash"]) == merkle.root_of(
             leaves(log_server)[: cp["tree_size"]]
         )
     after = api.get(f"{V1}/audit/checkpoints", params={"after_size": 4}, headers=admin)
-    assert [c["tree_size"] for c in after.json()["items"]] == [8]
+    assert [c["tree_size"] for c in after.json()["items"]] == [8, 12]
 
 
+@NOT_SIGNED_AT_BOOTSTRAP
 def test_a_checkpoint_is_signed_when_the_interval_passed(api, admin, log_server):
     trail = log_server.services.audit
     make_models(api, admin, 1)
     first = trail.checkpoint_if_due()  # never signed: due at once
-    assert first is not None and first.tree_size == 3
+    assert first is not None and first.tree_size == BOOTSTRAP_EVENTS + 1
     assert trail.checkpoint_if_due() is None  # nothing new
     make_models(api, admin, 1, prefix="n")
     assert trail.checkpoint_if_due() is None  # new event, but the interval has not passed
     later = utcnow() + timedelta(seconds=trail.checkpoint_interval + 1)
     second = trail.checkpoint_if_due(later)
-    assert second is not None and second.tree_size == 4
+    assert second is not None and second.tree_size == BOOTSTRAP_EVENTS + 2
 
 
 def test_the_signing_key_is_generated_once_private_and_kept(small_settings, tmp_path):
@@ -163,7 +182,9 @@ def test_only_auditors_and_admins_sign_checkpoints(api, admin, make_user):
     for role in ("viewer", "data_scientist", "model_manager"):
         r = api.post(f"{V1}/audit/checkpoints", headers=make_user(role).headers)
         assert r.status_code == 403, (role, r.text)
-    assert api.get(f"{V1}/audit/checkpoints", headers=admin).json()["items"] == []
+    # the refused requests signed nothing: the only checkpoint is the first start's
+    items = api.get(f"{V1}/audit/checkpoints", headers=admin).json()["items"]
+    assert [c["tree_size"] for c in items] == [BOOTSTRAP_CHECKPOINT]
     r = api.post(f"{V1}/audit/checkpoints", headers=make_user("auditor").headers)
     assert r.status_code == 201
 
@@ -172,7 +193,7 @@ def test_only_auditors_and_admins_sign_checkpoints(api, admin, make_user):
 
 
 def test_every_inclusion_and_consistency_proof_verifies(api, admin, log_server):
-    make_models(api, admin, 11)  # 13 events; checkpoints at 4, 8, 12
+    make_models(api, admin, 13 - BOOTSTRAP_EVENTS)  # 13 events; checkpoints at 4, 8, 12
     key = public_key(api)
     cp = api.post(f"{V1}/audit/checkpoints", headers=admin).json()
     assert cp["tree_size"] == 13
@@ -218,7 +239,10 @@ def test_every_inclusion_and_consistency_proof_verifies(api, admin, log_server):
 def test_a_proof_against_the_wrong_key_or_a_changed_entry_fails(api, admin):
     make_models(api, admin, 3)
     cp = api.post(f"{V1}/audit/checkpoints", headers=admin).json()
-    proof = api.get(f"{V1}/audit/proofs/inclusion", params={"index": 2}, headers=admin).json()
+    first_model = BOOTSTRAP_EVENTS  # the event of "model 0"
+    proof = api.get(
+        f"{V1}/audit/proofs/inclusion", params={"index": first_model}, headers=admin
+    ).json()
     stranger = Signer.generate("someone-else").verifier().key_string()
     with pytest.raises(VerificationFailed, match=r"no signature|known key"):
         check_inclusion(proof, cp["note"], [stranger])
@@ -226,7 +250,7 @@ def test_a_proof_against_the_wrong_key_or_a_changed_entry_fails(api, admin):
     assert forged["entry"] != proof["entry"]
     with pytest.raises(VerificationFailed, match="leaf hash") as exc:
         check_inclusion(forged, cp["note"], [public_key(api)])
-    assert exc.value.seq == 2
+    assert exc.value.seq == first_model
     tampered = dict(proof, proof=["00" * 32, *proof["proof"][1:]])
     with pytest.raises(VerificationFailed, match="not in the signed tree"):
         check_inclusion(tampered, cp["note"], [public_key(api)])
@@ -248,7 +272,7 @@ def test_a_proof_against_the_wrong_key_or_a_changed_entry_fails(api, admin):
     ],
 )
 def test_proof_requests_that_cannot_be_answered_are_refused(api, admin, path, params, field):
-    make_models(api, admin, 5)  # 7 events
+    make_models(api, admin, 5)  # 11 events
     r = api.get(f"{V1}/audit/proofs/{path}", params=params, headers=admin)
     assert r.status_code == 422, r.text
     assert r.headers["content-type"] == "application/problem+json"
@@ -317,13 +341,17 @@ def tamper(db: Database, *statements: tuple[str, dict[str, Any]]) -> None:
 
 @pytest.fixture
 def signed_log(api, admin, log_server) -> dict[str, Any]:
-    """A log of 20 events with checkpoints at 4, 8, 12, 16, 20, verified once untouched."""
-    make_models(api, admin, 18)
+    """A log of 20 events with checkpoints at 4, 8, 12, 16, 20, verified once untouched; the
+    events from seq BOOTSTRAP_EVENTS (6) on are the models'."""
+    make_models(api, admin, 20 - BOOTSTRAP_EVENTS)
     lines = export(api, admin)
     key = public_key(api)
     report = verify_export(lines, [Verifier.from_string(key)])
     assert (report.entries, report.checkpoints, report.unsigned_tail) == (20, 5, 0)
     assert report.head is not None and report.head.root_hash == merkle.root_of(leaves(log_server))
+    with log_server.services.db.read() as session:
+        actions = session.execute(text("SELECT action FROM audit_events ORDER BY seq")).scalars()
+        assert list(actions)[BOOTSTRAP_EVENTS:] == ["model.create"] * (20 - BOOTSTRAP_EVENTS)
     return {"key": Verifier.from_string(key), "db": log_server.services.db, "lines": lines}
 
 
@@ -379,31 +407,33 @@ def test_tamper_delete_an_entry(api, admin, signed_log):
 
 def test_tamper_insert_an_entry(api, admin, signed_log):
     db = signed_log["db"]
-    # make room at 5 (in two steps: the primary key is checked row by row) ...
+    # make room at 6, the first model's event (in two steps: the primary key is checked row by
+    # row) ...
     tamper(
         db,
-        ("UPDATE audit_events SET seq = -(seq + 1) WHERE seq >= 5", {}),
+        ("UPDATE audit_events SET seq = -(seq + 1) WHERE seq >= 6", {}),
         ("UPDATE audit_events SET seq = -seq WHERE seq < 0", {}),
     )
     # ... and forge a well-formed event there, with a correct leaf hash (an INSERT: the
     # guards refuse only updates and deletes)
-    forged = _forge(db, 6, seq=5, reason="approved by the board")
+    forged = _forge(db, 7, seq=6, reason="approved by the board")
     with db.write() as session:
         session.add(forged)
     exc = failure(api, admin, signed_log)
-    # the forged entry hashes correctly; the first one it displaced does not
-    assert exc.seq == 6 and "recorded leaf hash" in str(exc)
+    # the forged entry hashes correctly; the first one it displaced (before the checkpoint of
+    # size 8 is reached) does not
+    assert exc.seq == 7 and "recorded leaf hash" in str(exc)
 
 
 def test_tamper_swap_two_entries(api, admin, signed_log):
     tamper(
         signed_log["db"],
-        ("UPDATE audit_events SET seq = -1 WHERE seq = 3", {}),
-        ("UPDATE audit_events SET seq = 3 WHERE seq = 14", {}),
+        ("UPDATE audit_events SET seq = -1 WHERE seq = 7", {}),
+        ("UPDATE audit_events SET seq = 7 WHERE seq = 14", {}),
         ("UPDATE audit_events SET seq = 14 WHERE seq = -1", {}),
     )
     exc = failure(api, admin, signed_log)
-    assert exc.seq == 3 and "entry 3" in str(exc)
+    assert exc.seq == 7 and "entry 7" in str(exc)
 
 
 def test_tamper_replace_a_checkpoint_signature(api, admin, signed_log):

@@ -17,6 +17,7 @@ import pytest
 
 from mlgov.audit.verify import verify_export
 from mlgov.tlog.note import Signer, Verifier
+from test_audit_trail import BOOTSTRAP_EVENTS
 from test_client import ADMIN_TOKEN
 
 pytestmark = pytest.mark.slow
@@ -109,7 +110,7 @@ def test_two_processes_extend_one_log(two_servers):
     assert seqs == list(range(len(events))), "gaps or duplicates"
     created = sorted(e["target"] for e in events if e["action"] == "model.create")
     assert created == sorted(f"model/p{w}-{i}" for w in range(writers) for i in range(per_writer))
-    assert size == len(events) == 2 + writers * per_writer  # bootstrap: user + token
+    assert size == len(events) == BOOTSTRAP_EVENTS + writers * per_writer
     report = verify_export(lines, [Verifier.from_string(key)])
     assert report.entries == size and report.unsigned_tail == 0
     assert report.checkpoints >= size // 25  # both processes signed every 25 events

@@ -36,6 +36,15 @@ from mlgov.tlog.models import LogHead
 V1 = "/api/v1"
 META = {"format": "onnx", "signature": {"inputs": [{"name": "x", "type": "double"}]}}
 
+# What the server's first start (mlgov.server.build_server) records, all by "system" with the
+# request id "bootstrap": version 1 of each built-in lifecycle policy pack, installed in one
+# change (an event per pack, in the risk tiers' order), then the administrator and its first
+# token, a change each. Other test modules import these.
+BOOTSTRAP_POLICIES = [
+    f"policy/{tier}/versions/1" for tier in ("unacceptable", "high", "limited", "minimal")
+]
+BOOTSTRAP_EVENTS = len(BOOTSTRAP_POLICIES) + 2  # the policy packs, the admin, its token
+
 
 def all_events(client: Any, headers: dict[str, str], **filters: Any) -> list[dict[str, Any]]:
     """Every event matching the filters, following the cursor page by page."""
@@ -203,23 +212,27 @@ def test_every_change_in_a_session_records_exactly_one_event(client, admin, serv
     )
 
     events = all_events(client, admin)
-    # The first start recorded the administrator's creation and first token, as "system".
-    assert [(e["actor"], e["action"], e["target"]) for e in events[:2]] == [
+    # The first start recorded, as "system", the built-in policy packs, then the administrator's
+    # creation and first token.
+    bootstrap = events[:BOOTSTRAP_EVENTS]
+    assert [(e["actor"], e["action"], e["target"]) for e in bootstrap] == [
+        *(("system", "policy.create", target) for target in BOOTSTRAP_POLICIES),
         ("system", "user.create", "user/admin"),
-        ("system", "token.create", events[1]["target"]),
+        ("system", "token.create", bootstrap[-1]["target"]),
     ]
-    assert events[1]["target"].startswith("user/admin/tokens/tok_")
-    assert {e["request_id"] for e in events[:2]} == {"bootstrap"}
-    assert {e["client_addr"] for e in events[:2]} == {None}
+    assert bootstrap[-1]["target"].startswith("user/admin/tokens/tok_")
+    assert {e["actor_kind"] for e in bootstrap} == {"system"}
+    assert {e["request_id"] for e in bootstrap} == {"bootstrap"}
+    assert {e["client_addr"] for e in bootstrap} == {None}
     assert [e["seq"] for e in events] == list(range(len(events)))
-    assert len(events) == 2 + len(expected)
+    assert len(events) == BOOTSTRAP_EVENTS + len(expected)
     keys = list(expected[0])
-    assert [{k: e[k] for k in keys} for e in events[2:]] == expected
+    assert [{k: e[k] for k in keys} for e in events[BOOTSTRAP_EVENTS:]] == expected
     assert head_size(server) == len(events)
     times = [datetime.fromisoformat(e["time"]) for e in events]
     assert times == sorted(times) and all(t.tzinfo is not None for t in times)
     # details say what changed, and never carry a secret
-    by_action = {e["action"]: e for e in events[2:]}
+    by_action = {e["action"]: e for e in events[BOOTSTRAP_EVENTS:]}
     assert by_action["model.update"]["details"] == {
         "description": {"old": "", "new": "Scores loan applications"}
     }
@@ -424,8 +437,12 @@ def test_filters_by_actor_action_and_target(client, admin, history):
 def test_filters_by_time_with_time_zones(client, admin, history):
     events = all_events(client, admin)
     times = [datetime.fromisoformat(e["time"]) for e in events]
-    assert len(events) >= 10
-    lo, hi = times[3], times[8]
+    # The bounds are events of the history, each a change of its own: the first start's policy
+    # packs share one change, hence one time.
+    first, last = BOOTSTRAP_EVENTS + 1, BOOTSTRAP_EVENTS + 6
+    assert len(events) >= BOOTSTRAP_EVENTS + 8
+    assert times[first - 1] < times[first] and times[last - 1] < times[last]
+    lo, hi = times[first], times[last]
 
     def seqs(**filters: Any) -> list[int]:
         return [e["seq"] for e in all_events(client, admin, **filters)]
@@ -447,8 +464,8 @@ def test_filters_by_time_with_time_zones(client, admin, history):
         got = seqs(**params)
         assert got == between(since, until), params
         assert got and got != [e["seq"] for e in events]
-    assert seqs(since=lo.isoformat())[0] == 3  # since is inclusive
-    assert seqs(until=hi.isoformat())[-1] == 7  # until is exclusive
+    assert seqs(since=lo.isoformat())[0] == first  # since is inclusive
+    assert seqs(until=hi.isoformat())[-1] == last - 1  # until is exclusive
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     assert seqs(since=future) == []
     assert seqs(until="2000-01-01T00:00:00+00:00") == []
@@ -493,7 +510,11 @@ def test_auditors_read_the_trail_and_data_scientists_do_not(client, admin, make_
     scientist = make_user("data_scientist")
     r = client.get(f"{V1}/audit/events", headers=auditor.headers)
     assert r.status_code == 200
-    assert [e["action"] for e in r.json()["items"]][:2] == ["user.create", "token.create"]
+    assert [e["action"] for e in r.json()["items"]][:BOOTSTRAP_EVENTS] == [
+        *["policy.create"] * len(BOOTSTRAP_POLICIES),
+        "user.create",
+        "token.create",
+    ]
     r = client.get(f"{V1}/audit/events", headers=scientist.headers)
     assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
     assert "audit:read" in r.json()["detail"]

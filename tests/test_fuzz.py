@@ -92,6 +92,17 @@ def _seed(server: Server, admin: dict[str, str]) -> str:
         files = {"artifact": ("model.skops", b"model"), "metadata": (None, json.dumps(META))}
         r = client.post(f"{V1}/models/credit/versions", files=files, headers=admin)
         assert r.status_code == 201, r.text
+        transition = {"model": "credit", "version": 1, "to_stage": "staging", "reason": "seed"}
+        r = client.post(f"{V1}/transitions", json=transition, headers=admin)
+        assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+        hook = {
+            "name": "credit",
+            "url": "http://127.0.0.1:9/hook",
+            "events": ["transition.applied"],
+            "reason": "seed",
+        }
+        r = client.post(f"{V1}/webhooks", json=hook, headers=admin)
+        assert r.status_code == 201, r.text
         token = {"user": SUBJECT, "name": "seeded", "reason": "seed"}
         r = client.post(f"{V1}/tokens", json=token, headers=admin)
         assert r.status_code == 201, r.text
@@ -130,6 +141,7 @@ def fuzz_schema(
     seeded = {
         "names": ["credit", "applications", SUBJECT],
         "versions": [1],
+        "transitions": [1],
         "tokens": [token_id],
         "users": [SUBJECT],
         "passwords": [SUBJECT_PASSWORD],
@@ -137,6 +149,7 @@ def fuzz_schema(
     bindings = {
         "path.name": "names",
         "path.version": "versions",
+        "path.transition_id": "transitions",
         "path.token_id": "tokens",
         "body.user": "users",
         "body.password": "passwords",

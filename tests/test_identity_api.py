@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from mlgov.config import Settings
 from mlgov.identity.models import ApiToken, User
 from mlgov.server import Server, build_server
+from test_audit_trail import BOOTSTRAP_EVENTS, BOOTSTRAP_POLICIES
 
 V1 = "/api/v1"
 PROBLEM_JSON = "application/problem+json"
@@ -298,7 +299,13 @@ def test_bootstrap_creates_one_admin_once(database_url, tmp_path, monkeypatch):
             r = client.get(f"{V1}/me", headers=bearer("mlgov_another-token-xyz"))
             assert r.status_code == 401
             events = client.get(f"{V1}/audit/events", headers=bearer(env_token)).json()["items"]
-        assert [e["action"] for e in events] == ["user.create", "token.create"]
+        # the first start's events only: the policy packs, the admin and its token
+        assert len(events) == BOOTSTRAP_EVENTS
+        assert [(e["action"], e["target"]) for e in events] == [
+            *(("policy.create", target) for target in BOOTSTRAP_POLICIES),
+            ("user.create", "user/admin"),
+            ("token.create", events[-1]["target"]),
+        ]
     finally:
         again.services.db.dispose()
 

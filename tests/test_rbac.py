@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from mlgov.api.routes import ROUTES, Route
 from mlgov.audit.models import AuditEvent
+from mlgov.context import system_context
 from mlgov.identity.permissions import GRANTS, Permission, Role
 from mlgov.server import Server
 
@@ -47,6 +48,8 @@ class Env:
     server: Server
     counter: itertools.count[int] = field(default_factory=itertools.count)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: The callers' own headers, by user name (a request some routes need made by the caller).
+    tokens: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def fresh(self, prefix: str) -> str:
         return f"{prefix}-{next(self.counter)}"
@@ -102,6 +105,86 @@ class Env:
         """Make sure a signed checkpoint exists; returns "" (to append to a URL)."""
         self.once("checkpoint", lambda: self.ok("POST", f"{V1}/audit/checkpoints"))
         return ""
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def creator(self) -> dict[str, str]:
+        """A data scientist who creates (and requests promotion of) the versions the lifecycle
+        routes act on: nobody in the matrix is the creator, so separation of duties never
+        refuses what the permission table allows."""
+
+        def make() -> dict[str, str]:
+            ctx = system_context("rbac")
+            ident = self.server.services.identity
+            ident.create_user(ctx, name="creator", roles=[Role.DATA_SCIENTIST], reason="rbac")
+            issued = ident.issue_token(ctx, user_name="creator", name="rbac", reason="rbac")
+            # Staging of minimal-tier models: two approvals from any role that may decide, so
+            # one approval (the call under test) records one event and applies nothing.
+            policy = {
+                "document": "policy: minimal\nstages:\n  staging:\n    approvals:\n"
+                "      - {count: 2, roles: [admin, approver, validator, ethics_reviewer]}\n",
+                **REASON,
+            }
+            self.ok("POST", f"{V1}/policies/minimal/versions", json=policy)
+            return {"Authorization": f"Bearer {issued.secret}"}
+
+        return dict(self.once("creator", make))
+
+    def as_creator(self, method: str, url: str, **kwargs: Any) -> Any:
+        r = self.client.request(method, url, headers=self.creator(), **kwargs)
+        assert r.is_success, f"preparing {method} {url}: {r.status_code} {r.text}"
+        return r.json()
+
+    def created_version(self, tier: str = "limited") -> str:
+        """A new model with version 1 registered by the creator (tier "limited": staging waits
+        for evidence; "minimal": for two approvals)."""
+        name = self.fresh("lc")
+        body = {"name": name, "owner_team": "risk", "risk_tier": tier, **REASON}
+        self.as_creator("POST", f"{V1}/models", json=body)
+        self.as_creator("POST", f"{V1}/models/{name}/versions", files=version_files())
+        return name
+
+    def lifecycle_model(self) -> str:
+        return str(self.once("lifecycle-model", self.created_version))
+
+    def pending_transition(
+        self, requester: dict[str, str] | None = None, tier: str = "limited"
+    ) -> int:
+        name = self.created_version(tier)
+        body = {"model": name, "version": 1, "to_stage": "staging", **REASON}
+        r = self.client.post(f"{V1}/transitions", json=body, headers=requester or self.creator())
+        if r.status_code == 403:  # the caller may not request: the creator's request it is
+            r = self.client.post(f"{V1}/transitions", json=body, headers=self.creator())
+        assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+        return int(r.json()["id"])
+
+    def some_transition(self) -> int:
+        return int(self.once("transition", self.pending_transition))
+
+    def evidence_attachment(self) -> str:
+        """The URL of an evidence attachment (recorded by the admin, not the creator)."""
+
+        def make() -> str:
+            model = self.lifecycle_model()
+            body = {
+                "kind": "performance",
+                "passed": True,
+                "attachments": [{"name": "report.txt", "content_base64": "b2s="}],
+                **REASON,
+            }
+            ev = self.ok("POST", f"{V1}/models/{model}/versions/1/evidence", json=body)
+            return f"{V1}/models/{model}/versions/1/evidence/{ev['id']}/attachments/report.txt"
+
+        return str(self.once("attachment", make))
+
+    def webhook(self) -> str:
+        name = self.fresh("hook")
+        body = {"name": name, "url": "http://127.0.0.1:9/hook", "events": ["evidence.added"]}
+        self.ok("POST", f"{V1}/webhooks", json={**body, **REASON})
+        return name
+
+    def some_webhook(self) -> str:
+        return str(self.once("webhook", self.webhook))
 
     def audit_size(self) -> int:
         with self.server.services.db.read() as session:
@@ -287,6 +370,98 @@ REQUESTS: dict[tuple[str, str], list[Variant]] = {
             Permission.TOKEN_MANAGE,
         ),
     ],
+    # lifecycle
+    ("POST", f"{V1}/models/{{name}}/versions/{{version}}/evidence"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/models/{env.lifecycle_model()}/versions/1/evidence",
+            {"json": {"kind": "performance", "passed": True, **REASON}},
+        )
+    ),
+    ("GET", f"{V1}/models/{{name}}/versions/{{version}}/evidence"): _one(
+        lambda env, me: Call("GET", f"{V1}/models/{env.lifecycle_model()}/versions/1/evidence")
+    ),
+    (
+        "GET",
+        f"{V1}/models/{{name}}/versions/{{version}}/evidence/{{evidence_id}}/attachments/{{filename}}",
+    ): _one(lambda env, me: Call("GET", env.evidence_attachment())),
+    ("GET", f"{V1}/models/{{name}}/stage-history"): _one(
+        lambda env, me: Call("GET", f"{V1}/models/{env.lifecycle_model()}/stage-history")
+    ),
+    ("POST", f"{V1}/transitions"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/transitions",
+            {
+                "json": {
+                    "model": env.created_version(),
+                    "version": 1,
+                    "to_stage": "staging",
+                    **REASON,
+                }
+            },
+        )
+    ),
+    ("GET", f"{V1}/transitions"): _one(
+        lambda env, me: Call("GET", f"{V1}/transitions?status=pending")
+    ),
+    ("GET", f"{V1}/transitions/{{transition_id}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/transitions/{env.some_transition()}")
+    ),
+    ("POST", f"{V1}/transitions/{{transition_id}}/decisions"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/transitions/{env.pending_transition(tier='minimal')}/decisions",
+            {"json": {"decision": "approve", "comment": f"approved by {me}"}},
+        )
+    ),
+    ("POST", f"{V1}/transitions/{{transition_id}}/cancel"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/transitions/{env.pending_transition(env.tokens.get(me))}/cancel",
+            {"json": REASON},
+        )
+    ),
+    ("GET", f"{V1}/policies"): _one(lambda env, me: Call("GET", f"{V1}/policies")),
+    ("GET", f"{V1}/policies/{{name}}"): _one(lambda env, me: Call("GET", f"{V1}/policies/high")),
+    ("POST", f"{V1}/policies/{{name}}/versions"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/policies/unacceptable/versions",
+            {
+                "json": {
+                    "document": f"policy: unacceptable\ndescription: revision {env.fresh('p')}\n"
+                    "stages:\n  staging: {allowed: false}\n  production: {allowed: false}\n",
+                    **REASON,
+                }
+            },
+        )
+    ),
+    # webhooks
+    ("POST", f"{V1}/webhooks"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/webhooks",
+            {
+                "json": {
+                    "name": env.fresh("new-hook"),
+                    "url": "https://hooks.example.com/mlgov",
+                    "events": ["transition.applied"],
+                    **REASON,
+                }
+            },
+        )
+    ),
+    ("GET", f"{V1}/webhooks"): _one(lambda env, me: Call("GET", f"{V1}/webhooks")),
+    ("GET", f"{V1}/webhooks/{{name}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/webhooks/{env.some_webhook()}")
+    ),
+    ("DELETE", f"{V1}/webhooks/{{name}}"): _one(
+        lambda env, me: Call("DELETE", f"{V1}/webhooks/{env.webhook()}", {"json": REASON})
+    ),
+    ("GET", f"{V1}/webhooks/{{name}}/deliveries"): _one(
+        lambda env, me: Call("GET", f"{V1}/webhooks/{env.some_webhook()}/deliveries")
+    ),
     ("GET", f"{V1}/audit/events"): _one(
         lambda env, me: Call("GET", f"{V1}/audit/events?action=model.create")
     ),
@@ -342,6 +517,7 @@ def test_own_token_routes_are_tested_on_own_and_others_tokens() -> None:
 def test_rbac_matrix(client, admin, server, make_user) -> None:
     env = Env(client, admin, server)
     people = {role: make_user(role) if role else make_user() for role in COLUMNS}
+    env.tokens = {p.name: p.headers for p in people.values()}
     mismatches: list[str] = []
     checked = 0
     for route, variant, permission in _cases():
@@ -378,6 +554,7 @@ def test_rbac_matrix(client, admin, server, make_user) -> None:
 def test_every_guarded_route_needs_a_token(client, admin, server, make_user) -> None:
     env = Env(client, admin, server)
     caller = make_user(Role.ADMIN)
+    env.tokens = {caller.name: caller.headers}
     wrong: list[str] = []
     for route, variant, _ in _cases():
         for headers in ({}, {"Authorization": "Bearer mlgov_not-a-real-token"}):

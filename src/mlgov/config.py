@@ -30,6 +30,15 @@ SETTINGS_DOC: dict[str, str] = {
     "MLGOV_CHECKPOINT_INTERVAL": (
         "Sign a checkpoint at least every this many seconds when events arrived (default 60)."
     ),
+    "MLGOV_SECRET_KEY_FILE": (
+        "AES-256 key that encrypts webhook secrets at rest (32 bytes, base64); default "
+        "<data dir>/secret.key, generated on first start. Back it up: without it the stored "
+        "webhook secrets cannot be read."
+    ),
+    "MLGOV_EMBEDDED_WORKER": (
+        "1 or true: the server also runs the webhook delivery worker in a thread (default off: "
+        "run `mlgov worker`)."
+    ),
 }
 
 DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024**3
@@ -41,6 +50,15 @@ DEFAULT_CHECKPOINT_INTERVAL = 60
 def _path_env(name: str) -> Path | None:
     raw = os.environ.get(name, "").strip()
     return Path(raw).resolve() if raw else None
+
+
+def _bool_env(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name} must be 1/true or 0/false, got {raw!r}")
 
 
 def _int_env(name: str, default: int, unit: str = "bytes") -> int:
@@ -68,10 +86,16 @@ class Settings:
     audit_origin: str | None = None
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
     checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
+    secret_key_file: Path | None = None
+    embedded_worker: bool = False
 
     @property
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.data_dir / "audit-signing.key"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
@@ -92,6 +116,8 @@ class Settings:
             checkpoint_interval=_int_env(
                 "MLGOV_CHECKPOINT_INTERVAL", DEFAULT_CHECKPOINT_INTERVAL, unit="seconds"
             ),
+            secret_key_file=_path_env("MLGOV_SECRET_KEY_FILE"),
+            embedded_worker=_bool_env("MLGOV_EMBEDDED_WORKER"),
         )
 
 

@@ -50,3 +50,17 @@ class Conflict(MlgovError):
 class PayloadTooLarge(MlgovError):
     status = 413
     title = "Payload too large"
+
+
+def field_path(loc: tuple[object, ...] | list[object]) -> str:
+    """A validation error's location as the API names fields: ``("signature", "inputs", 0,
+    "name")`` -> ``signature.inputs[0].name``."""
+    out = ""
+    for part in loc:
+        if part == "[key]":  # pydantic's marker of a bad mapping key: the key names it already
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out

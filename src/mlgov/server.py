@@ -18,9 +18,12 @@ from mlgov.config import Settings
 from mlgov.context import system_context
 from mlgov.db import Database
 from mlgov.identity.service import IdentityService
+from mlgov.lifecycle.service import LifecycleService
 from mlgov.registry.service import RegistryService
+from mlgov.secretbox import SecretBox
 from mlgov.storage import open_store
 from mlgov.tlog.note import load_or_create_signer
+from mlgov.webhooks.service import WebhookService
 
 log = logging.getLogger("mlgov.server")
 
@@ -45,12 +48,18 @@ def build_services(settings: Settings) -> Services:
         checkpoint_every=settings.checkpoint_every,
         checkpoint_interval=settings.checkpoint_interval,
     )
+    webhooks = WebhookService(trail, SecretBox.load_or_create(settings.secret_key_path))
+    registry = RegistryService(trail)
+    lifecycle = LifecycleService(trail, store, notify=webhooks.enqueue)
+    registry.on_model_change = lifecycle.on_model_change
     return Services(
         settings=settings,
         db=db,
         store=store,
         identity=IdentityService(trail),
-        registry=RegistryService(trail),
+        registry=registry,
+        lifecycle=lifecycle,
+        webhooks=webhooks,
         audit=trail,
     )
 
@@ -65,6 +74,8 @@ def build_server(settings: Settings, *, migrate_schema: bool = True) -> Server:
     services = build_services(settings)
     if migrate_schema:
         migrate.upgrade(services.db)
+    # The built-in policy packs first (one change, an event per pack), then the administrator.
+    services.lifecycle.install_builtin_policies(system_context("bootstrap"))
     token = services.identity.bootstrap_admin(
         system_context("bootstrap"), settings.bootstrap_admin_token
     )

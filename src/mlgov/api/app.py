@@ -119,16 +119,51 @@ async def _checkpoint_timer(svc: Services) -> None:
             log.exception("signing the periodic audit checkpoint failed; retrying")
 
 
+WORKER_STOP_SECONDS = 15.0
+
+
+def _start_webhook_worker(svc: Services) -> Callable[[], None] | None:
+    """With ``MLGOV_EMBEDDED_WORKER``, deliver webhooks from this process too: a worker in a
+    daemon thread (several replicas may each run one: deliveries are claimed, never shared).
+    Returns the function that stops it, waiting for the sends in flight."""
+    if not svc.settings.embedded_worker:
+        return None
+    import threading
+
+    from mlgov.webhooks.worker import WebhookWorker, exponential_backoff
+
+    stop = threading.Event()
+    worker = WebhookWorker(svc.db, svc.webhooks.box, backoff=exponential_backoff(jitter=0.1))
+
+    def run() -> None:
+        try:
+            worker.run_forever(stop)
+        finally:
+            worker.close()
+
+    thread = threading.Thread(target=run, name="mlgov-webhook-worker", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join(WORKER_STOP_SECONDS)
+
+    return halt
+
+
 def create_app(svc: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         timer = asyncio.create_task(_checkpoint_timer(svc))
+        stop_worker = _start_webhook_worker(svc)
         try:
             yield
         finally:
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
+            if stop_worker is not None:
+                await run_in_threadpool(stop_worker)
 
     app = FastAPI(
         lifespan=lifespan,

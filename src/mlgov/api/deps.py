@@ -16,8 +16,10 @@ from mlgov.db import Database
 from mlgov.errors import Unauthenticated
 from mlgov.identity.permissions import Permission
 from mlgov.identity.service import IdentityService
+from mlgov.lifecycle.service import LifecycleService
 from mlgov.registry.service import RegistryService
 from mlgov.storage import ArtifactStore
+from mlgov.webhooks.service import WebhookService
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Services:
     store: ArtifactStore
     identity: IdentityService
     registry: RegistryService
+    lifecycle: LifecycleService
+    webhooks: WebhookService
     audit: AuditTrail
 
 

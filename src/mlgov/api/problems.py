@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlgov.errors import MlgovError
+from mlgov.errors import MlgovError, field_path
 from mlgov.storage import ArtifactNotFound, ArtifactTooLarge
 
 log = logging.getLogger("mlgov.api")
@@ -86,13 +86,7 @@ def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     as the client wrote them; path and query parameters keep their ``path.``/``query.`` prefix."""
     if len(loc) > 1 and loc[0] == "body":
         loc = tuple(loc[1:])
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
+    return field_path(loc)
 
 
 def _error(e: dict[str, Any], prefix: tuple[str, ...]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlgov.api import audit, health, identity, registry
+from mlgov.api import audit, health, identity, lifecycle, registry, webhooks
 from mlgov.identity.permissions import Permission
 
 
@@ -78,6 +78,150 @@ ROUTES: tuple[Route, ...] = (
         registry.download_artifact,
         P.ARTIFACT_READ,
         "Download a version's artifact",
+    ),
+    # lifecycle: evidence and stage history
+    Route(
+        "POST",
+        f"{V1}/models/{{name}}/versions/{{version}}/evidence",
+        lifecycle.add_evidence,
+        P.EVIDENCE_CREATE,
+        "Record evidence on a version (immutable, hashed)",
+        201,
+        tag="lifecycle",
+    ),
+    Route(
+        "GET",
+        f"{V1}/models/{{name}}/versions/{{version}}/evidence",
+        lifecycle.list_evidence,
+        P.CATALOG_READ,
+        "List a version's evidence",
+        tag="lifecycle",
+    ),
+    Route(
+        "GET",
+        f"{V1}/models/{{name}}/versions/{{version}}/evidence/{{evidence_id}}/attachments/{{filename}}",
+        lifecycle.download_attachment,
+        P.ARTIFACT_READ,
+        "Download an evidence attachment",
+        tag="lifecycle",
+    ),
+    Route(
+        "GET",
+        f"{V1}/models/{{name}}/stage-history",
+        lifecycle.stage_history,
+        P.CATALOG_READ,
+        "Stage changes of a model's versions; ?at= which version was in which stage then",
+        tag="lifecycle",
+    ),
+    # lifecycle: transitions and policies
+    Route(
+        "POST",
+        f"{V1}/transitions",
+        lifecycle.request_transition,
+        P.TRANSITION_REQUEST,
+        "Request a stage transition (applied at once when every requirement is met)",
+        201,
+        tag="lifecycle",
+    ),
+    Route(
+        "GET",
+        f"{V1}/transitions",
+        lifecycle.list_transitions,
+        P.CATALOG_READ,
+        "List transition requests (?status=pending: the approvals inbox)",
+        tag="lifecycle",
+    ),
+    Route(
+        "GET",
+        f"{V1}/transitions/{{transition_id}}",
+        lifecycle.get_transition,
+        P.CATALOG_READ,
+        "Show a transition request with its evaluation and decisions",
+        tag="lifecycle",
+    ),
+    Route(
+        "POST",
+        f"{V1}/transitions/{{transition_id}}/decisions",
+        lifecycle.decide,
+        P.TRANSITION_DECIDE,
+        "Approve or reject a transition request",
+        201,
+        tag="lifecycle",
+    ),
+    Route(
+        "POST",
+        f"{V1}/transitions/{{transition_id}}/cancel",
+        lifecycle.cancel_transition,
+        P.TRANSITION_REQUEST,
+        "Cancel one's own pending transition request",
+        tag="lifecycle",
+    ),
+    Route(
+        "GET",
+        f"{V1}/policies",
+        lifecycle.list_policies,
+        P.CATALOG_READ,
+        "The current policy of each risk tier",
+        tag="lifecycle",
+    ),
+    Route(
+        "GET",
+        f"{V1}/policies/{{name}}",
+        lifecycle.get_policy,
+        P.CATALOG_READ,
+        "Show a risk tier's policy (?version= an earlier one)",
+        tag="lifecycle",
+    ),
+    Route(
+        "POST",
+        f"{V1}/policies/{{name}}/versions",
+        lifecycle.publish_policy,
+        P.POLICY_MANAGE,
+        "Publish a new version of a risk tier's policy (YAML)",
+        201,
+        tag="lifecycle",
+    ),
+    # webhooks
+    Route(
+        "POST",
+        f"{V1}/webhooks",
+        webhooks.create_webhook,
+        P.WEBHOOK_MANAGE,
+        "Subscribe a webhook to governance events; its signing secret is shown once",
+        201,
+        tag="webhooks",
+    ),
+    Route(
+        "GET",
+        f"{V1}/webhooks",
+        webhooks.list_webhooks,
+        P.WEBHOOK_READ,
+        "List webhooks",
+        tag="webhooks",
+    ),
+    Route(
+        "GET",
+        f"{V1}/webhooks/{{name}}",
+        webhooks.get_webhook,
+        P.WEBHOOK_READ,
+        "Show a webhook",
+        tag="webhooks",
+    ),
+    Route(
+        "DELETE",
+        f"{V1}/webhooks/{{name}}",
+        webhooks.delete_webhook,
+        P.WEBHOOK_MANAGE,
+        "Remove a webhook subscription (its delivery history is kept)",
+        tag="webhooks",
+    ),
+    Route(
+        "GET",
+        f"{V1}/webhooks/{{name}}/deliveries",
+        webhooks.list_deliveries,
+        P.WEBHOOK_READ,
+        "A webhook's deliveries and their attempts",
+        tag="webhooks",
     ),
     # registry: datasets
     Route(

@@ -20,6 +20,16 @@ class Action(StrEnum):
     MODEL_VERSION_CREATE = "model_version.create"
     DATASET_CREATE = "dataset.create"
     DATASET_VERSION_CREATE = "dataset_version.create"
+    POLICY_CREATE = "policy.create"
+    TRANSITION_REQUEST = "transition.request"
+    TRANSITION_APPROVE = "transition.approve"
+    TRANSITION_REJECT = "transition.reject"
+    TRANSITION_CANCEL = "transition.cancel"
+    TRANSITION_APPLY = "transition.apply"
+    MODEL_VERSION_ARCHIVE = "model_version.archive"
+    EVIDENCE_CREATE = "evidence.create"
+    WEBHOOK_CREATE = "webhook.create"
+    WEBHOOK_DELETE = "webhook.delete"
 
 
 DESCRIPTIONS: dict[Action, str] = {
@@ -34,6 +44,22 @@ DESCRIPTIONS: dict[Action, str] = {
     Action.MODEL_VERSION_CREATE: "A model version was registered with its artifact and lineage.",
     Action.DATASET_CREATE: "A dataset was registered.",
     Action.DATASET_VERSION_CREATE: "A dataset version was registered with its datasheet.",
+    Action.POLICY_CREATE: "A new version of a risk tier's policy was published (its YAML hash).",
+    Action.TRANSITION_REQUEST: (
+        "A stage transition was requested (with the policy evaluation and unmet requirements)."
+    ),
+    Action.TRANSITION_APPROVE: "A transition request was approved (role counted, comment).",
+    Action.TRANSITION_REJECT: "A transition request was rejected, which closes it.",
+    Action.TRANSITION_CANCEL: "A pending transition request was cancelled or superseded.",
+    Action.TRANSITION_APPLY: (
+        "A version changed stage: its request's requirements were all met (applied atomically)."
+    ),
+    Action.MODEL_VERSION_ARCHIVE: (
+        "A production version was archived because another version replaced it."
+    ),
+    Action.EVIDENCE_CREATE: "Evidence was recorded on a model version (kind, result, hash).",
+    Action.WEBHOOK_CREATE: "A governance webhook subscription was created (never its secret).",
+    Action.WEBHOOK_DELETE: "A governance webhook subscription was removed.",
 }
 
 assert set(DESCRIPTIONS) == set(Action), "every action needs a description"

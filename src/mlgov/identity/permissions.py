@@ -31,6 +31,13 @@ class Permission(StrEnum):
     MODEL_VERSION_CREATE = "model_version:create"
     DATASET_CREATE = "dataset:create"
     DATASET_VERSION_CREATE = "dataset_version:create"
+    TRANSITION_REQUEST = "transition:request"
+    TRANSITION_REQUEST_PRODUCTION = "transition:request_production"
+    TRANSITION_DECIDE = "transition:decide"
+    EVIDENCE_CREATE = "evidence:create"
+    POLICY_MANAGE = "policy:manage"
+    WEBHOOK_READ = "webhook:read"
+    WEBHOOK_MANAGE = "webhook:manage"
     AUDIT_READ = "audit:read"
     AUDIT_CHECKPOINT = "audit:checkpoint"
     USER_READ = "user:read"
@@ -50,6 +57,21 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.MODEL_VERSION_CREATE: "Register a model version and upload its artifact.",
     Permission.DATASET_CREATE: "Register a dataset.",
     Permission.DATASET_VERSION_CREATE: "Register a dataset version with its datasheet.",
+    Permission.TRANSITION_REQUEST: (
+        "Request a stage transition (to staging or back to development); cancel one's own."
+    ),
+    Permission.TRANSITION_REQUEST_PRODUCTION: (
+        "Request a transition to production or archived, and rollbacks."
+    ),
+    Permission.TRANSITION_DECIDE: (
+        "Approve or reject a transition request (counted only for roles its policy names)."
+    ),
+    Permission.EVIDENCE_CREATE: (
+        "Record evidence on a model version (ethics reviews: ethics_reviewer only)."
+    ),
+    Permission.POLICY_MANAGE: "Publish a new version of a risk tier's policy.",
+    Permission.WEBHOOK_READ: "List governance webhooks and their delivery attempts.",
+    Permission.WEBHOOK_MANAGE: "Subscribe and remove governance webhooks.",
     Permission.AUDIT_READ: "Read the audit trail, its checkpoints and proofs; export it.",
     Permission.AUDIT_CHECKPOINT: "Have the server sign a checkpoint of the audit log now.",
     Permission.USER_READ: "List users, service accounts and their roles.",
@@ -81,6 +103,15 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.MODEL_VERSION_CREATE: frozenset({Role.ADMIN, Role.DATA_SCIENTIST}),
     Permission.DATASET_CREATE: frozenset({Role.ADMIN, Role.DATA_ENGINEER}),
     Permission.DATASET_VERSION_CREATE: frozenset({Role.ADMIN, Role.DATA_ENGINEER}),
+    Permission.TRANSITION_REQUEST: frozenset({Role.ADMIN, Role.MODEL_MANAGER, Role.DATA_SCIENTIST}),
+    Permission.TRANSITION_REQUEST_PRODUCTION: frozenset({Role.ADMIN, Role.MODEL_MANAGER}),
+    Permission.TRANSITION_DECIDE: frozenset(
+        {Role.ADMIN, Role.APPROVER, Role.VALIDATOR, Role.ETHICS_REVIEWER}
+    ),
+    Permission.EVIDENCE_CREATE: frozenset({Role.ADMIN, Role.VALIDATOR, Role.ETHICS_REVIEWER}),
+    Permission.POLICY_MANAGE: frozenset({Role.ADMIN}),
+    Permission.WEBHOOK_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
+    Permission.WEBHOOK_MANAGE: frozenset({Role.ADMIN}),
     Permission.AUDIT_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
     Permission.AUDIT_CHECKPOINT: frozenset({Role.ADMIN, Role.AUDITOR}),
     Permission.USER_READ: frozenset({Role.ADMIN, Role.AUDITOR}),

@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mlgov.db import Base, UTCDateTime
@@ -51,6 +60,14 @@ class ModelVersion(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "version"),
         Index("ix_model_versions_stage_model", "stage", "model_id"),
+        # One version of a model in production at a time, whatever the code does.
+        Index(
+            "uq_model_versions_one_production",
+            "model_id",
+            unique=True,
+            sqlite_where=text("stage = 'production'"),
+            postgresql_where=text("stage = 'production'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

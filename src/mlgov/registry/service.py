@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from mlgov.audit.events import Action
 from mlgov.audit.service import authorize
-from mlgov.audit.trail import AuditTrail
+from mlgov.audit.trail import AuditTrail, ChangeSet
 from mlgov.context import Context
 from mlgov.db import utcnow
 from mlgov.errors import Conflict, InvalidInput, NotFound
 from mlgov.identity.permissions import Permission
+from mlgov.lifecycle.models import StageChange
 from mlgov.names import check_name
 from mlgov.registry.models import (
     Dataset,
@@ -123,10 +124,16 @@ def _model_view(model: Model) -> dict[str, Any]:
     }
 
 
+#: Called in the change that altered a model (the lifecycle re-evaluates the model's pending
+#: transition requests: against the new tier's policy, or with the new documentation).
+ModelListener = Callable[[ChangeSet, Model], None]
+
+
 class RegistryService:
     def __init__(self, trail: AuditTrail) -> None:
         self.trail = trail
         self.db = trail.db
+        self.on_model_change: ModelListener | None = None
 
     # -- models ------------------------------------------------------------------------
 
@@ -191,6 +198,8 @@ class RegistryService:
             model.search_text = search_text(model)
             cs.session.flush()
             cs.record(Action.MODEL_UPDATE, f"model/{name}", changed)
+            if self.on_model_change is not None:
+                self.on_model_change(cs, model)
         return model
 
     def get_model(self, name: str) -> Model:
@@ -310,6 +319,19 @@ class RegistryService:
             )
             cs.session.add(version)
             cs.session.flush()
+            cs.session.add(
+                StageChange(
+                    model_id=model.id,
+                    model_version_id=version.id,
+                    version=number,
+                    from_stage=None,
+                    to_stage=version.stage,
+                    time=version.created_at,
+                    actor=ctx.actor.name,
+                    transition_id=None,
+                    reason=cs.reason,
+                )
+            )
             cs.record(
                 Action.MODEL_VERSION_CREATE,
                 f"model/{model_name}/versions/{number}",
