@@ -230,7 +230,7 @@ def test_every_changing_command_has_a_required_reason():
     }
     changing = {p for p in reasons if p.split()[-1] in {"create", "update", "version-create",
                 "grant", "revoke", "disable", "enable"}}  # fmt: skip
-    assert len(changing) == 12
+    assert len(changing) == 13
     for path in changing:
         assert reasons[path] is not None and reasons[path].required, path
 

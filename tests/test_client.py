@@ -55,13 +55,21 @@ class Live:
 
 @contextmanager
 def run_live_server(data_dir: Path, **limits: int) -> Iterator[Live]:
-    """A real mlgov server on a free loopback port, stopped (and its database closed) after."""
+    """A real mlgov server on SQLite in ``data_dir``, on a free loopback port."""
     settings = Settings(
         data_dir=data_dir,
         database_url=f"sqlite:///{data_dir / 'mlgov.db'}",
         bootstrap_admin_token=ADMIN_TOKEN,
         **limits,
     )
+    with serve_live(settings) as live:
+        yield live
+
+
+@contextmanager
+def serve_live(settings: Settings) -> Iterator[Live]:
+    """A real mlgov server for ``settings`` on a free loopback port, stopped (and its database
+    closed) after."""
     server = build_server(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))

@@ -11,6 +11,9 @@ downloads are checked against the server's SHA-256::
         api.create_model("credit", "risk", "high", reason="new scorecard")
         for model in api.search_models(risk_tier="high"):
             print(model["name"], model["latest_version"])
+        request = api.request_transition("credit", 3, "staging", reason="validated")
+        if request["status"] == "pending":  # the policy's unmet requirements, in words
+            print(request["evaluation"]["unmet"])
 
 Errors are the API's RFC 9457 problems, raised as exceptions of this tree::
 
@@ -32,14 +35,16 @@ Other 4xx answers raise :class:`MlgovError` itself. The token is sent only in th
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import hashlib
 import json
+import mimetypes
 import os
 import secrets
 import ssl
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -654,6 +659,232 @@ class Client:
     def list_dataset_versions(self, name: str) -> list[dict[str, Any]]:
         return self._get(f"{API}/datasets/{_seg(name)}/versions")  # type: ignore[no-any-return]
 
+    # -- lifecycle: transitions ----------------------------------------------------------
+
+    def request_transition(
+        self, model: str, version: int, to_stage: str, reason: str
+    ) -> dict[str, Any]:
+        """Ask to move a version to ``to_stage`` (``development``, ``staging``, ``production``
+        or ``archived``). The model's risk-tier policy is evaluated at once: ``status`` is
+        ``applied`` when every requirement is met, else ``pending``, with the requirements
+        in ``evaluation["requirements"]`` and what is missing, in words, in
+        ``evaluation["unmet"]``. An archived version that was in production before goes back
+        there by rollback (``rollback`` true; see :meth:`rollback`)."""
+        body = {"model": model, "version": version, "to_stage": to_stage, "reason": reason}
+        return self._change("POST", f"{API}/transitions", body)  # type: ignore[no-any-return]
+
+    def rollback(self, model: str, reason: str) -> dict[str, Any]:
+        """Request that the version in production before the current one returns there: the
+        newest version that entered production and is archived now (read from
+        :meth:`stage_history`). Raises :class:`NotFound` when there is none."""
+        version = _rollback_target(self.stage_history(model))
+        if version is None:
+            raise NotFound(
+                f"model {model!r} has no archived version that was in production: there is "
+                "nothing to roll back to",
+                title="Nothing to roll back",
+            )
+        return self.request_transition(model, version, "production", reason)
+
+    def get_transition(self, transition_id: int) -> dict[str, Any]:
+        """A transition request with its current evaluation, the one made when it was
+        requested (``evaluation_at_request``) and its ``decisions``."""
+        return self._get(f"{API}/transitions/{_seg(transition_id)}")  # type: ignore[no-any-return]
+
+    def transitions_page(
+        self,
+        status: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of transition requests, newest first: ``{"items", "next_cursor"}``.
+        ``status``: ``pending`` (the approvals inbox), ``applied``, ``rejected`` or
+        ``cancelled``."""
+        return self._get(  # type: ignore[no-any-return]
+            f"{API}/transitions", status=status, model=model, limit=limit, cursor=cursor
+        )
+
+    def list_transitions(
+        self, status: str | None = None, model: str | None = None, limit: int = 50
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching transition request, newest first, ``limit`` (1-200) per request."""
+        return self._pages(f"{API}/transitions", status=status, model=model, limit=limit)
+
+    def approve(self, transition_id: int, comment: str) -> dict[str, Any]:
+        """Approve a pending request; the request is applied at once if that was the last
+        requirement. Separation of duties refuses (:class:`PermissionDenied`) the requester
+        and the version's creator."""
+        return self._decide(transition_id, "approve", comment)
+
+    def reject(self, transition_id: int, comment: str) -> dict[str, Any]:
+        """Reject a pending request, which closes it (``status`` ``rejected``)."""
+        return self._decide(transition_id, "reject", comment)
+
+    def _decide(self, transition_id: int, decision: str, comment: str) -> dict[str, Any]:
+        path = f"{API}/transitions/{_seg(transition_id)}/decisions"
+        body = {"decision": decision, "comment": comment}
+        return self._change("POST", path, body)  # type: ignore[no-any-return]
+
+    def cancel_transition(self, transition_id: int, reason: str) -> dict[str, Any]:
+        """Cancel one's own pending request."""
+        path = f"{API}/transitions/{_seg(transition_id)}/cancel"
+        return self._change("POST", path, {"reason": reason})  # type: ignore[no-any-return]
+
+    # -- lifecycle: policies -------------------------------------------------------------
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        """The current policy of each risk tier (``document`` is its YAML, ``rules`` the
+        parsed rules, ``versions`` every version number)."""
+        return self._get(f"{API}/policies")  # type: ignore[no-any-return]
+
+    def get_policy(self, tier: str, version: int | None = None) -> dict[str, Any]:
+        """A risk tier's current policy, or its version ``version``."""
+        return self._get(f"{API}/policies/{_seg(tier)}", version=version)  # type: ignore[no-any-return]
+
+    def publish_policy(self, tier: str, document: str, reason: str) -> dict[str, Any]:
+        """Publish ``document`` (YAML) as the next version of a risk tier's policy; pending
+        requests of the tier's models are evaluated again against it."""
+        path = f"{API}/policies/{_seg(tier)}/versions"
+        return self._change("POST", path, {"document": document, "reason": reason})  # type: ignore[no-any-return]
+
+    # -- lifecycle: evidence -------------------------------------------------------------
+
+    def add_evidence(
+        self,
+        model: str,
+        version: int,
+        kind: str,
+        passed: bool,
+        reason: str,
+        *,
+        results: Mapping[str, Any] | None = None,
+        checks: Sequence[Mapping[str, Any]] | None = None,
+        summary: str = "",
+        suite: str | Mapping[str, Any] | None = None,
+        dataset: str | tuple[str, int] | None = None,
+        attachments: Sequence[str | os.PathLike[str]] = (),
+    ) -> dict[str, Any]:
+        """Record evidence (immutable, hashed) on a version: ``kind`` (``performance``,
+        ``fairness``, ``robustness``, ``security_scan``, … or a custom kind), whether it
+        ``passed``, the ``results`` and ``checks`` (``[{"name", "passed", "value",
+        "threshold", "details"}]``) behind it.
+
+        ``suite`` is ``"name"``, ``"name@version"`` or ``{"name", "version", "definition"}``;
+        ``dataset`` the dataset version it was measured on, ``"name@version"`` or
+        ``(name, version)`` (anything else raises ``ValueError``); ``attachments`` are files,
+        uploaded with their names. Pending requests of the version are evaluated again, and
+        applied if now met."""
+        body: dict[str, Any] = {
+            "kind": kind,
+            "passed": passed,
+            "summary": summary,
+            "results": dict(results or {}),
+            "checks": [dict(c) for c in checks or []],
+            "reason": reason,
+        }
+        if suite is not None:
+            body["suite"] = _suite_ref(suite)
+        if dataset is not None:
+            body["dataset"] = _dataset_ref(dataset)
+        if attachments:
+            body["attachments"] = [_attachment(Path(p)) for p in attachments]
+        path = f"{API}/models/{_seg(model)}/versions/{_seg(version)}/evidence"
+        return self._change("POST", path, body)  # type: ignore[no-any-return]
+
+    def list_evidence(
+        self, model: str, version: int, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """A version's evidence records, oldest first (only ``kind`` when given)."""
+        path = f"{API}/models/{_seg(model)}/versions/{_seg(version)}/evidence"
+        return self._get(path, kind=kind)  # type: ignore[no-any-return]
+
+    def download_evidence_attachment(
+        self,
+        model: str,
+        version: int,
+        evidence_id: int,
+        filename: str,
+        dest: str | os.PathLike[str],
+    ) -> dict[str, Any]:
+        """Save an evidence attachment to ``dest`` (a file, or an existing directory to keep
+        its name), checked against the server's SHA-256 like :meth:`download_artifact`.
+        Returns ``{"path", "sha256", "size"}``."""
+        target = Path(dest)
+        if target.is_dir():
+            target = target / filename
+        url = (
+            f"{API}/models/{_seg(model)}/versions/{_seg(version)}/evidence/"
+            f"{_seg(evidence_id)}/attachments/{_seg(filename)}"
+        )
+        with self._stream(url) as response:
+            expected = response.headers.get("x-content-sha256", "").lower()
+            digest = hashlib.sha256()
+            size = 0
+            with _replacing(target) as out:
+                for chunk in response.iter_bytes(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                actual = digest.hexdigest()
+                if actual != expected:
+                    raise ChecksumMismatch(
+                        f"the downloaded attachment's sha256 is {actual}, the server announced "
+                        f"{expected or 'none'}; the file was discarded",
+                        title="Checksum mismatch",
+                    )
+        return {"path": str(target), "sha256": actual, "size": size}
+
+    # -- lifecycle: history --------------------------------------------------------------
+
+    def stage_history(self, model: str, at: datetime | str | None = None) -> dict[str, Any]:
+        """Which version was in which stage at the instant ``at`` (now when not given; UTC
+        when it has no zone) and every stage change up to then: ``{"model", "at",
+        "production", "stages": [{"version", "stage", "since"}], "changes": [{"version",
+        "from_stage", "to_stage", "time", "actor", "transition_id", "reason"}]}``."""
+        return self._get(f"{API}/models/{_seg(model)}/stage-history", at=at)  # type: ignore[no-any-return]
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def create_webhook(
+        self,
+        name: str,
+        url: str,
+        events: Sequence[str],
+        reason: str,
+        description: str = "",
+    ) -> dict[str, Any]:
+        """Subscribe ``url`` to governance ``events`` (``transition.requested``,
+        ``transition.applied``, ``evidence.added``, …). The answer's ``secret`` signs the
+        deliveries (``X-Mlgov-Signature``); it is shown this once."""
+        body = {
+            "name": name,
+            "url": url,
+            "events": list(events),
+            "description": description,
+            "reason": reason,
+        }
+        return self._change("POST", f"{API}/webhooks", body)  # type: ignore[no-any-return]
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook, removed ones included (``active`` false); never their secrets."""
+        return self._get(f"{API}/webhooks")  # type: ignore[no-any-return]
+
+    def get_webhook(self, name: str) -> dict[str, Any]:
+        return self._get(f"{API}/webhooks/{_seg(name)}")  # type: ignore[no-any-return]
+
+    def delete_webhook(self, name: str, reason: str) -> dict[str, Any]:
+        """Remove a subscription: nothing more is delivered to it (its pending deliveries
+        fail); it and its delivery history stay readable."""
+        return self._change("DELETE", f"{API}/webhooks/{_seg(name)}", {"reason": reason})  # type: ignore[no-any-return]
+
+    def webhook_deliveries(
+        self, name: str, status: str | None = None, limit: int = 50
+    ) -> Iterator[dict[str, Any]]:
+        """A webhook's deliveries, newest first, each with its ``attempt_log``; ``status``:
+        ``pending``, ``delivered`` or ``failed``. ``limit`` (1-200) per request."""
+        return self._pages(f"{API}/webhooks/{_seg(name)}/deliveries", status=status, limit=limit)
+
     # -- audit -------------------------------------------------------------------------
 
     def audit_events_page(
@@ -777,6 +1008,46 @@ class Client:
         latest = self.audit_checkpoint()
         proof = self.audit_consistency_proof(old, latest["tree_size"]) if old else None
         return check_consistency(old_note, latest["note"], proof, public_keys)
+
+
+def _rollback_target(history: Mapping[str, Any]) -> int | None:
+    """The newest version that entered production and is archived now, from a
+    :meth:`Client.stage_history` answer (its ``changes`` are oldest first)."""
+    now = {s["version"]: s["stage"] for s in history["stages"]}
+    for change in reversed(history["changes"]):
+        if change["to_stage"] == "production" and now.get(change["version"]) == "archived":
+            return int(change["version"])
+    return None
+
+
+def _suite_ref(suite: str | Mapping[str, Any]) -> dict[str, Any]:
+    """``"name"``, ``"name@version"`` or a mapping, as the API's ``suite`` object."""
+    if isinstance(suite, str):
+        name, _, version = suite.partition("@")
+        return {"name": name, "version": version}
+    return dict(suite)
+
+
+def _dataset_ref(dataset: str | tuple[str, int]) -> dict[str, Any]:
+    """``"name@version"`` or ``(name, version)`` as the API's ``dataset`` object."""
+    if isinstance(dataset, str):
+        name, at, version = dataset.rpartition("@")
+        if not at or not name or not version.isdigit():
+            raise ValueError(f"dataset {dataset!r} is not NAME@VERSION, e.g. loans@3")
+        return {"dataset": name, "version": int(version)}
+    name, number = dataset
+    return {"dataset": name, "version": int(number)}
+
+
+def _attachment(path: Path) -> dict[str, str]:
+    """A file as an evidence attachment: its name, media type (guessed from the name) and
+    base64 content."""
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return {
+        "name": path.name,
+        "media_type": media_type,
+        "content_base64": base64.b64encode(path.read_bytes()).decode("ascii"),
+    }
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from mlgov import __version__
-from mlgov.cli import audit, identity, registry, serve
+from mlgov.cli import audit, identity, lifecycle, registry, serve, worker
 from mlgov.cli import output as out
 from mlgov.client import MlgovError
 
@@ -74,6 +74,15 @@ app.add_typer(registry.versions_app, name="versions")
 app.add_typer(registry.datasets_app, name="datasets")
 app.add_typer(identity.users_app, name="users")
 app.add_typer(identity.tokens_app, name="tokens")
+app.command("promote")(lifecycle.promote)
+app.command("approve")(lifecycle.approve)
+app.command("reject")(lifecycle.reject)
+app.add_typer(lifecycle.transitions_app, name="transitions")
+app.add_typer(lifecycle.policies_app, name="policies")
+app.add_typer(lifecycle.evidence_app, name="evidence")
+app.command("history")(lifecycle.history)
+app.add_typer(lifecycle.webhooks_app, name="webhooks")
+app.command("worker")(worker.worker)
 app.add_typer(audit.audit_app, name="audit")
 
 
