@@ -1,6 +1,8 @@
 """The demo seed tells its story through the services, and the API shows all of it: users and
 roles, datasets with datasheets and real hashes, a real model whose artifact loads safely and
-reproduces its recorded metrics, lineage, and an audit trail naming who did what and why."""
+reproduces its recorded metrics, lineage, the lifecycle (evidence computed from the stored
+artifacts, approvals by distinct people, stages under each tier's policy, a request waiting in
+the approvals inbox), and an audit trail naming who did what and why."""
 
 from __future__ import annotations
 
@@ -173,7 +175,9 @@ def test_datasets_have_real_files_hashes_and_datasheets(summary, api):
         assert sheet["personal_data"]["present"] is True
         assert sheet["personal_data"]["legal_basis"] == "GDPR Art. 6(1)(b) — contract"
     usage = api.get(f"{API}/datasets/{demo.CREDIT_DATASET}/versions/2", headers=headers).json()
-    assert usage["used_by"] == [{"model": demo.CREDIT_MODEL, "version": 1, "role": "validation"}]
+    assert usage["used_by"] == [
+        {"model": demo.CREDIT_MODEL, "version": n, "role": "validation"} for n in (1, 2)
+    ]
 
 
 def test_model_and_version_carry_their_governance_metadata(summary, api):
@@ -183,12 +187,12 @@ def test_model_and_version_carry_their_governance_metadata(summary, api):
     assert model["domain"] == "Credit scoring (EU AI Act Annex III 5(b))"
     assert model["intended_use"] and model["out_of_scope_uses"] and model["tags"]
     assert model["created_by"] == "sam"
-    assert model["latest_version"]["version"] == 1
+    assert model["latest_version"]["version"] == summary.pending_version == 2
     catalog = api.get(f"{API}/models", headers=headers).json()["items"]
     assert {m["name"] for m in catalog} == {demo.CREDIT_MODEL, "fraud-alerts"}
 
     v = api.get(f"{API}/models/{demo.CREDIT_MODEL}/versions/1", headers=headers).json()
-    assert v["created_by"] == "sam" and v["format"] == "skops" and v["stage"] == "development"
+    assert v["created_by"] == "sam" and v["format"] == "skops" and v["stage"] == "production"
     files = {f"{demo.CREDIT_DATASET}@{i}": p for i, p in enumerate(summary.data_files[:2], 1)}
     assert [(ln["dataset"], ln["version"], ln["role"]) for ln in v["lineage"]] == [
         (demo.CREDIT_DATASET, 1, "training"),
@@ -308,6 +312,163 @@ def test_second_model_needs_trusting_sklearn_types_only_and_scores(summary, api)
     assert proba.shape == (len(rows),) and np.all((proba >= 0.0) & (proba <= 1.0))
 
 
+HIGH_RISK_PRODUCTION_EVIDENCE = {
+    "performance",
+    "fairness",
+    "explainability",
+    "robustness",
+    "reproducibility",
+    "security_scan",
+    "ethics_review",
+}
+
+
+def transitions_of(api: TestClient, headers: dict[str, str], model: str) -> list[dict[str, Any]]:
+    r = api.get(f"{API}/transitions", params={"model": model, "limit": 200}, headers=headers)
+    assert r.status_code == 200, r.text
+    return list(reversed(r.json()["items"]))  # oldest first
+
+
+def test_credit_v1_reached_production_on_seven_kinds_of_evidence(summary, api):
+    headers = bearer(tokens_of(summary)["audrey"])  # the auditor checks the whole trail
+    assert summary.production == {demo.CREDIT_MODEL: 1, demo.FRAUD_MODEL: 1}
+    v = api.get(f"{API}/models/{demo.CREDIT_MODEL}/versions/1", headers=headers).json()
+    assert v["stage"] == "production"
+
+    r = api.get(f"{API}/models/{demo.CREDIT_MODEL}/versions/1/evidence", headers=headers)
+    assert r.status_code == 200, r.text
+    evidence = r.json()
+    assert {e["kind"] for e in evidence} == HIGH_RISK_PRODUCTION_EVIDENCE
+    assert len(evidence) == len(HIGH_RISK_PRODUCTION_EVIDENCE)
+    by_kind = {e["kind"]: e for e in evidence}
+    for e in evidence:
+        assert e["passed"], e
+        assert all(check["passed"] for check in e["checks"]), e
+        assert e["created_by"] != v["created_by"]  # separation of duties
+        assert len(e["content_sha256"]) == 64
+        if e["kind"] not in {"ethics_review", "security_scan"}:
+            assert e["dataset"] in {f"{demo.CREDIT_DATASET}@1", f"{demo.CREDIT_DATASET}@2"}
+    assert {e["created_by"] for e in evidence} == {"val", "erin"}
+    assert by_kind["ethics_review"]["created_by"] == "erin"
+    # Honest figures: the validator's AUC is the one recomputed from the stored artifact.
+    assert by_kind["performance"]["results"]["roc_auc"] == pytest.approx(v["metrics"]["roc_auc"])
+    assert by_kind["performance"]["dataset"] == f"{demo.CREDIT_DATASET}@2"
+    assert by_kind["security_scan"]["results"]["untrusted_types"] == []
+    assert by_kind["reproducibility"]["results"]["max_abs_difference"] <= 1e-9
+    assert by_kind["reproducibility"]["dataset"] == f"{demo.CREDIT_DATASET}@1"
+    groups = by_kind["fairness"]["results"]["groups"]
+    assert set(groups) == {"18-29", "30-44", "45-59", "60+"}
+    assert sum(g["rows"] for g in groups.values()) == VALIDATION_ROWS
+    assert by_kind["fairness"]["results"]["approval_rate_ratio"] >= 0.8
+    assert set(by_kind["explainability"]["results"]["importances_mean"]) == {
+        f[0] for f in demo.CREDIT_FEATURES
+    }
+    (attachment,) = by_kind["fairness"]["attachments"]
+    download = api.get(
+        f"{API}/models/{demo.CREDIT_MODEL}/versions/1/evidence/{by_kind['fairness']['id']}"
+        f"/attachments/{attachment['name']}",
+        headers=headers,
+    )
+    assert download.status_code == 200, download.text
+    assert hashlib.sha256(download.content).hexdigest() == attachment["sha256"]
+    assert download.content.startswith(b"age_band,rows,")
+
+
+def test_credit_v1_production_was_approved_by_two_distinct_approvers(summary, api):
+    headers = bearer(tokens_of(summary)["audrey"])
+    transitions = [t for t in transitions_of(api, headers, demo.CREDIT_MODEL) if t["version"] == 1]
+    assert [(t["to_stage"], t["status"]) for t in transitions] == [
+        ("staging", "applied"),
+        ("production", "applied"),
+    ]
+    staging, production = transitions
+    assert staging["requested_by"] == "sam"
+    assert [(d["actor"], d["decision"]) for d in staging["decisions"]] == [("val", "approve")]
+    assert production["requested_by"] == "morgan"
+    assert production["evaluation"]["met"] and production["evaluation"]["unmet"] == []
+    approvals = [d for d in production["decisions"] if d["decision"] == "approve"]
+    assert len(approvals) == 2 == len(production["decisions"])
+    approvers = {d["actor"] for d in approvals}
+    assert approvers == {"avery", "noor"}
+    assert all("approver" in d["roles"] for d in approvals)
+    assert not approvers & {"sam", "morgan"}  # neither the version's creator nor the requester
+    met = {r["id"] for r in production["evaluation"]["requirements"] if r["met"]}
+    assert {f"evidence.{kind}" for kind in HIGH_RISK_PRODUCTION_EVIDENCE} <= met
+    assert {"lineage.training", "lineage.validation", "approvals.0"} <= met
+
+    history = api.get(f"{API}/models/{demo.CREDIT_MODEL}/stage-history", headers=headers).json()
+    assert history["production"] == 1
+    v1 = [
+        (c["from_stage"], c["to_stage"], c["actor"])
+        for c in history["changes"]
+        if c["version"] == 1
+    ]
+    assert v1 == [
+        (None, "development", "sam"),
+        ("development", "staging", "val"),
+        ("staging", "production", "noor"),
+    ]
+    stages = {s["version"]: s["stage"] for s in history["stages"]}
+    assert stages == {1: "production", 2: "staging"}
+
+
+def test_the_approvals_inbox_holds_the_challenger_waiting_for_a_second_approver(summary, api):
+    headers = bearer(tokens_of(summary)["noor"])  # the approver whose signature is missing
+    r = api.get(f"{API}/transitions", params={"status": "pending"}, headers=headers)
+    assert r.status_code == 200, r.text
+    (pending,) = r.json()["items"]
+    assert pending["id"] == summary.pending_transition
+    assert (pending["model"], pending["version"]) == (demo.CREDIT_MODEL, summary.pending_version)
+    assert (pending["from_stage"], pending["to_stage"]) == ("staging", "production")
+    assert pending["requested_by"] == "morgan"
+    unmet = [r for r in pending["evaluation"]["requirements"] if not r["met"]]
+    assert [r["id"] for r in unmet] == ["approvals.0"]
+    assert unmet[0]["data"]["counted"] == ["avery"] and unmet[0]["data"]["required"] == 2
+    assert [(d["actor"], d["decision"]) for d in pending["decisions"]] == [("avery", "approve")]
+    evidence = api.get(
+        f"{API}/models/{demo.CREDIT_MODEL}/versions/{summary.pending_version}/evidence",
+        headers=headers,
+    ).json()
+    assert {e["kind"] for e in evidence if e["passed"]} == HIGH_RISK_PRODUCTION_EVIDENCE
+
+
+def test_the_fraud_model_went_to_production_under_its_own_tier(summary, api):
+    headers = bearer(tokens_of(summary)["audrey"])
+    v = api.get(f"{API}/models/{demo.FRAUD_MODEL}/versions/1", headers=headers).json()
+    assert v["stage"] == "production"
+    evidence = api.get(
+        f"{API}/models/{demo.FRAUD_MODEL}/versions/1/evidence", headers=headers
+    ).json()
+    assert {e["kind"] for e in evidence} == {"performance", "security_scan", "robustness"}
+    assert all(e["passed"] and e["created_by"] == "val" for e in evidence)
+    scan = next(e for e in evidence if e["kind"] == "security_scan")
+    assert scan["results"]["untrusted_types"] == scan["results"]["reviewed_types"] != []
+    staging, production = transitions_of(api, headers, demo.FRAUD_MODEL)
+    assert (staging["to_stage"], staging["status"], staging["decisions"]) == (
+        "staging",
+        "applied",
+        [],
+    )  # the limited tier's staging needs evidence only
+    assert production["evaluation"]["policy"]["name"] == "limited"
+    assert [(d["actor"], d["decision"]) for d in production["decisions"]] == [("avery", "approve")]
+
+
+def test_lifecycle_changes_are_audited_under_their_actors(summary, api):
+    auditor = bearer(tokens_of(summary)["audrey"])
+    events = api.get(f"{API}/audit/events", params={"limit": 1000}, headers=auditor).json()
+    seen = {(e["action"], e["actor"]) for e in events["items"]}
+    assert {
+        ("evidence.create", "val"),
+        ("evidence.create", "erin"),
+        ("transition.request", "sam"),
+        ("transition.request", "morgan"),
+        ("transition.approve", "val"),
+        ("transition.approve", "avery"),
+        ("transition.approve", "noor"),
+        ("transition.apply", "noor"),
+    } <= seen
+
+
 def test_a_second_seed_changes_nothing(seeded, api, admin):
     before = api.get(f"{API}/audit/events", params={"limit": 1000}, headers=admin).json()
     again = demo.seed(seeded.server, train_rows=TRAIN_ROWS, validation_rows=VALIDATION_ROWS)
@@ -357,6 +518,10 @@ def test_main_seeds_prints_tokens_once_and_serves(tmp_path, monkeypatch, capsys)
     assert 'curl -H "Authorization: Bearer mlgov_' in out
     assert "mlgov login --url http://127.0.0.1:8765 --token mlgov_" in out
     assert "mlgov models list" in out
+    assert "mlgov transitions --status pending" in out
+    assert f"mlgov history {demo.CREDIT_MODEL}" in out
+    assert f"mlgov evidence list {demo.CREDIT_MODEL} 1" in out
+    assert "Seeded the demo in " in out
     assert [(host, port) for _app, host, port in served] == [("127.0.0.1", 8765)]
     assert frozen == [True]
 

@@ -13,6 +13,19 @@ second, smaller model (``fraud-alerts``) is registered by the ``ci-pipeline`` se
 so the catalog has more than one entry. Every change carries a reason and lands in the audit
 trail under the actor who made it.
 
+Then the lifecycle, under each model's risk-tier policy. ``val`` (validator) loads each stored
+artifact back from the registry and records evidence computed on the registered data: a skops
+security scan, performance (ROC AUC on the validation extract), reproducibility (the training
+file's hash against its dataset version, retraining with the recorded hyperparameters gives
+identical predictions), fairness across age bands (four-fifths rule), permutation importance
+and robustness to input noise; ``erin`` (ethics reviewer) records the ethics review. ``sam``
+asks for staging and ``val`` signs it off; ``morgan`` (model manager) asks for production and
+two approvers, ``avery`` and ``noor``, sign: version 1 of the credit model is in production.
+A regularised challenger (version 2) goes through the same validation and waits in the
+approvals inbox with one of its two signatures. ``fraud-alerts`` reaches production under the
+``limited`` policy (evidence only for staging, one approver for production). Nobody records
+evidence on or approves a version they created, nor approves a request they made.
+
 scikit-learn and skops are imported when the demo is seeded, not when this module is, so
 commands that merely import it stay quick.
 
@@ -23,13 +36,16 @@ model exists already: tokens cannot be shown again then (only their hashes are s
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import importlib.metadata
 import io
 import ipaddress
 import platform
+import time
 import uuid
 import zipfile
 from collections.abc import Sequence
@@ -48,6 +64,16 @@ from mlgov.context import Actor, Context
 from mlgov.errors import NotFound
 from mlgov.identity.permissions import Role
 from mlgov.identity.service import actor_of
+from mlgov.lifecycle.schemas import (
+    AttachmentIn,
+    Check,
+    DatasetRef,
+    DecisionCreate,
+    EvidenceCreate,
+    SuiteRef,
+    TransitionCreate,
+)
+from mlgov.lifecycle.service import TransitionView
 from mlgov.registry.schemas import (
     ArtifactFormat,
     CodeRef,
@@ -62,6 +88,7 @@ from mlgov.registry.schemas import (
     PersonalData,
     RiskTier,
     Signature,
+    Stage,
     VersionMetadata,
 )
 from mlgov.server import Server, build_server, freeze_startup_objects
@@ -90,6 +117,7 @@ FRAUD_DATASET = "card-transactions"
 DATA_SEED = 20240917  # every generated file is the same on every machine and every run
 CLIENT_ADDR = "127.0.0.1"
 CREDIT_THRESHOLD = 0.5  # probability of default above which the underwriter sees a decline hint
+CHALLENGER_C = 0.1  # the credit challenger (v2): stronger L2 regularisation than v1's C=1
 FRAUD_THRESHOLD = 0.15  # fraud probability above which an alert is opened
 CODE_REPOSITORY = "https://git.example.com/retail-credit/credit-default-risk"
 FRAUD_REPOSITORY = "https://git.example.com/payments/fraud-alerts"
@@ -150,6 +178,14 @@ _PEOPLE: tuple[_Person, ...] = (
         "avery@model-risk.example",
         "Onboarding Avery Chen (head of model risk): signs off stage transitions of retail "
         "credit models. Access request GOV-104.",
+    ),
+    _Person(
+        "noor",
+        (Role.APPROVER,),
+        "Noor Haddad",
+        "noor@model-risk.example",
+        "Onboarding Noor Haddad (chief risk officer): the second signature high-risk models "
+        "need before production. Access request GOV-109.",
     ),
     _Person(
         "erin",
@@ -223,6 +259,12 @@ class DemoSummary:
     data_files: tuple[Path, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)
     other_models: tuple[str, ...] = ()
+    #: Model -> the version the seed put in production.
+    production: dict[str, int] = field(default_factory=dict)
+    #: The transition request left waiting in the approvals inbox, and its version.
+    pending_transition: int | None = None
+    pending_version: int | None = None
+    seconds: float = 0.0  # how long seeding took
 
 
 # -- generated data ----------------------------------------------------------------------------
@@ -675,10 +717,16 @@ def _data_file(path: Path, columns: Columns) -> _DataFile:
     return _DataFile(path=path, sha256=write_csv(path, columns), rows=rows, columns=columns)
 
 
-def _train_credit(server: Server, train: _DataFile, valid: _DataFile) -> _Trained:
+def _credit_classifier(c: float, max_iter: int = 1_000) -> Any:
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
-    classifier = LogisticRegression(C=1.0, max_iter=1_000)
+    return LogisticRegression(C=c, max_iter=max_iter)
+
+
+def _train_credit(
+    server: Server, train: _DataFile, valid: _DataFile, *, c: float = 1.0
+) -> _Trained:
+    classifier = _credit_classifier(c)
     model = _pipeline(CREDIT_FEATURES, classifier)
     model.fit(_matrix(train.columns, CREDIT_FEATURES), train.columns["default"])
     p_valid = model.predict_proba(_matrix(valid.columns, CREDIT_FEATURES))[:, 1]
@@ -828,7 +876,40 @@ def _register_credit(
             "scorecard (project CR-2024-12).",
         ),
     )
-    version = registry.create_version(
+    version = _register_credit_version(
+        server,
+        sam,
+        trained,
+        train_dv,
+        valid_dv,
+        filename=f"{CREDIT_MODEL}-v1.skops",
+        commit_label="credit-default-risk: baseline logistic regression",
+        changelog=(
+            "First candidate: a transparent logistic-regression baseline on nine "
+            "application and bureau features. Metrics (roc_auc, accuracy, f1, log_loss, "
+            f"brier) measured on the held-out validation extract {CREDIT_DATASET}@"
+            f"{valid_dv} ({valid.rows} applications)."
+        ),
+        reason="First candidate for validation: logistic regression baseline trained on "
+        f"{CREDIT_DATASET}@{train_dv}, validated on @{valid_dv}.",
+    )
+    return train_dv, valid_dv, version
+
+
+def _register_credit_version(
+    server: Server,
+    sam: Actor,
+    trained: _Trained,
+    train_dv: int,
+    valid_dv: int,
+    *,
+    filename: str,
+    commit_label: str,
+    changelog: str,
+    reason: str,
+) -> int:
+    """sam registers a version of the credit model; returns its number."""
+    version = server.services.registry.create_version(
         _ctx(sam),
         CREDIT_MODEL,
         VersionMetadata(
@@ -849,28 +930,42 @@ def _register_credit(
             hyperparameters=trained.hyperparameters,
             metrics=trained.metrics,
             code_ref=CodeRef(
-                repository=CODE_REPOSITORY,
-                commit=_commit("credit-default-risk: baseline logistic regression"),
-                path="training/train.py",
+                repository=CODE_REPOSITORY, commit=_commit(commit_label), path="training/train.py"
             ),
             environment=_environment(),
-            changelog=(
-                "First candidate: a transparent logistic-regression baseline on nine "
-                "application and bureau features. Metrics (roc_auc, accuracy, f1, log_loss, "
-                f"brier) measured on the held-out validation extract {CREDIT_DATASET}@"
-                f"{valid_dv} ({valid.rows} applications)."
-            ),
+            changelog=changelog,
             datasets=[
                 LineageRef(dataset=CREDIT_DATASET, version=train_dv, role="training"),
                 LineageRef(dataset=CREDIT_DATASET, version=valid_dv, role="validation"),
             ],
-            reason="First candidate for validation: logistic regression baseline trained on "
-            f"{CREDIT_DATASET}@{train_dv}, validated on @{valid_dv}.",
+            reason=reason,
         ),
         trained.artifact,
-        f"{CREDIT_MODEL}-v1.skops",
+        filename,
     )
-    return train_dv, valid_dv, version.version
+    return version.version
+
+
+def _register_challenger(
+    server: Server, actors: dict[str, Actor], trained: _Trained, train_dv: int, valid_dv: int
+) -> int:
+    """sam registers a challenger: the same pipeline with stronger regularisation."""
+    c = trained.hyperparameters["C"]
+    return _register_credit_version(
+        server,
+        actors["sam"],
+        trained,
+        train_dv,
+        valid_dv,
+        filename=f"{CREDIT_MODEL}-v2.skops",
+        commit_label="credit-default-risk: stronger L2 regularisation",
+        changelog=(
+            f"Challenger: the same nine features and pipeline with stronger L2 regularisation "
+            f"(C={c}) for more stable coefficients across retrainings. Metrics measured on "
+            f"{CREDIT_DATASET}@{valid_dv}."
+        ),
+        reason=f"Challenger for v1 (CR-2024-19): regularised logistic regression, C={c}.",
+    )
 
 
 def _register_fraud(
@@ -954,6 +1049,670 @@ def _register_fraud(
     )
 
 
+# -- validation evidence -----------------------------------------------------------------------
+
+#: Acceptance criteria of the model validation team, fixed before anything is measured.
+CREDIT_MIN_AUC = 0.70  # a PD model ranking applicants barely better than 0.7 is not released
+FRAUD_MIN_AUC = 0.65  # a triage model that only orders transactions for human review
+FOUR_FIFTHS = 0.8  # lowest approval rate of an age band over the highest (four-fifths rule)
+MIN_GROUP_AUC = 0.6  # the model must rank within each age band too, not only across them
+NOISE_SCALE = 0.01  # robustness: Gaussian noise of 1 % of each numeric feature's std
+MAX_FLIP_RATE = 0.01  # decisions that flip at the threshold under that noise
+MAX_MEAN_SHIFT = 0.01  # mean absolute change of the predicted probability
+AGE_BANDS = (("18-29", 18, 29), ("30-44", 30, 44), ("45-59", 45, 59), ("60+", 60, 200))
+#: Types skops does not trust by default that the validation team reviewed: plain data
+#: holders of scikit-learn that execute no code when loaded.
+REVIEWED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A registered version as its validator sees it: the stored artifact, loaded with skops
+    from the bytes the registry serves, and the data it is judged on (read back from the
+    registered files)."""
+
+    model: str
+    version: int
+    blob: bytes
+    untrusted: list[str]
+    estimator: Any
+    features: Sequence[tuple[str, str, str]]
+    threshold: float
+    columns: Columns  # the evaluation rows
+    y: NDArray[Any]
+    dataset: DatasetRef  # where the evaluation rows come from
+    proba: NDArray[np.float64]
+
+    @property
+    def X(self) -> NDArray[Any]:
+        return _matrix(self.columns, self.features)
+
+
+def _read_csv(path: Path, specs: Sequence[tuple[str, str, str]]) -> Columns:
+    """A CSV written by :func:`write_csv`, typed by its columns' specs."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    dtypes = {"integer": np.int64, "double": np.float64}
+    return {
+        name: np.array([row[name] for row in rows], dtype=dtypes.get(kind, object))
+        for name, kind, _ in specs
+    }
+
+
+def _candidate(
+    server: Server,
+    model: str,
+    number: int,
+    features: Sequence[tuple[str, str, str]],
+    label: str,
+    threshold: float,
+    columns: Columns,
+    dataset: DatasetRef,
+) -> _Candidate:
+    import skops.io
+
+    version = server.services.registry.get_version(model, number)
+    blob = b"".join(server.services.store.open(version.artifact_sha256))
+    untrusted = list(skops.io.get_untrusted_types(data=blob))
+    reviewed = [t for t in untrusted if t in REVIEWED_TYPES]
+    estimator = skops.io.loads(blob, trusted=reviewed)  # refuses anything unreviewed
+    proba = estimator.predict_proba(_matrix(columns, features))[:, 1]
+    return _Candidate(
+        model=model,
+        version=number,
+        blob=blob,
+        untrusted=untrusted,
+        estimator=estimator,
+        features=features,
+        threshold=threshold,
+        columns=columns,
+        y=columns[label],
+        dataset=dataset,
+        proba=proba,
+    )
+
+
+def _csv_attachment(
+    name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> AttachmentIn:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return AttachmentIn(
+        name=name,
+        media_type="text/csv",
+        content_base64=base64.b64encode(buffer.getvalue().encode()).decode(),
+    )
+
+
+def _suite(name: str, **definition: Any) -> SuiteRef:
+    return SuiteRef(name=name, version="2024.3", definition=definition)
+
+
+def _security_scan(c: _Candidate, sha256: str) -> EvidenceCreate:
+    unreviewed = sorted(set(c.untrusted) - REVIEWED_TYPES)
+    digest = hashlib.sha256(c.blob).hexdigest()
+    checks = [
+        Check(
+            name="artifact_sha256_matches",
+            passed=digest == sha256,
+            value=digest,
+            details="the bytes served equal the registered hash",
+        ),
+        Check(
+            name="unreviewed_untrusted_types",
+            passed=not unreviewed,
+            value=len(unreviewed),
+            threshold=0,
+            details="skops.io.get_untrusted_types: types whose loading could run code",
+        ),
+    ]
+    passed = all(ch.passed for ch in checks)
+    if not c.untrusted:
+        summary = "skops scan: no untrusted types; the artifact loads without trusting anything"
+    else:
+        summary = (
+            f"skops scan: {len(c.untrusted)} type(s) skops does not trust by default, "
+            f"{len(unreviewed)} of them not on the reviewed list"
+        )
+    return EvidenceCreate(
+        kind="security_scan",
+        passed=passed,
+        summary=summary,
+        suite=_suite("skops-untrusted-types", tool="skops.io.get_untrusted_types"),
+        results={
+            "untrusted_types": c.untrusted,
+            "reviewed_types": sorted(set(c.untrusted) & REVIEWED_TYPES),
+            "artifact_bytes": len(c.blob),
+        },
+        checks=checks,
+        reason=f"Security scan of the {c.model} v{c.version} artifact before it is loaded "
+        "anywhere else (validation plan step 1).",
+    )
+
+
+def _performance(c: _Candidate, recorded: dict[str, float], minimum: float) -> EvidenceCreate:
+    measured = _metrics(c.y, c.proba, c.threshold)
+    auc = measured["roc_auc"]
+    checks = [
+        Check(name="roc_auc", passed=auc >= minimum, value=auc, threshold=minimum),
+        Check(
+            name="roc_auc_matches_recorded",
+            passed=abs(auc - recorded.get("roc_auc", -1.0)) <= 1e-6,
+            value=recorded.get("roc_auc"),
+            details="the developer's reported figure, reproduced from the stored artifact",
+        ),
+    ]
+    passed = all(ch.passed for ch in checks)
+    return EvidenceCreate(
+        kind="performance",
+        passed=passed,
+        summary=f"ROC AUC {auc:.3f} on {len(c.y)} rows of {c.dataset.dataset}@"
+        f"{c.dataset.version} (minimum {minimum}); brier {measured['brier']:.3f}",
+        suite=_suite("holdout-performance", metrics=sorted(measured), threshold=c.threshold),
+        dataset=c.dataset,
+        results={**measured, "rows": len(c.y), "positives": int(np.sum(c.y))},
+        checks=checks,
+        reason=f"Independent performance test of {c.model} v{c.version} on held-out data "
+        "(validation plan step 2).",
+    )
+
+
+def _fairness(c: _Candidate) -> EvidenceCreate:
+    from sklearn.metrics import roc_auc_score
+
+    age = c.columns["age"]
+    approved = c.proba < c.threshold  # below the threshold no decline hint is shown
+    groups: dict[str, dict[str, Any]] = {}
+    for band, low, high in AGE_BANDS:
+        g = (age >= low) & (age <= high)
+        y, p = c.y[g], c.proba[g]
+        declined = p >= c.threshold
+        groups[band] = {
+            "rows": int(g.sum()),
+            "default_rate": round(float(y.mean()), 4),
+            "approval_rate": round(float(approved[g].mean()), 4),
+            "roc_auc": round(float(roc_auc_score(y, p)), 4) if 0 < y.sum() < len(y) else None,
+            "decline_rate_of_defaulters": round(float(declined[y == 1].mean()), 4)
+            if (y == 1).any()
+            else None,
+            "decline_rate_of_repayers": round(float(declined[y == 0].mean()), 4)
+            if (y == 0).any()
+            else None,
+        }
+    rates = [g["approval_rate"] for g in groups.values() if g["rows"]]
+    ratio = round(min(rates) / max(rates), 4)
+    aucs = [g["roc_auc"] for g in groups.values() if g["roc_auc"] is not None]
+    checks = [
+        Check(
+            name="approval_rate_ratio",
+            passed=ratio >= FOUR_FIFTHS,
+            value=ratio,
+            threshold=FOUR_FIFTHS,
+            details="lowest over highest approval rate across age bands (four-fifths rule)",
+        ),
+        Check(
+            name="min_group_roc_auc",
+            passed=min(aucs) >= MIN_GROUP_AUC,
+            value=min(aucs),
+            threshold=MIN_GROUP_AUC,
+        ),
+    ]
+    passed = all(ch.passed for ch in checks)
+    header = ["age_band", *next(iter(groups.values()))]
+    shown = ", ".join(f"{band} {g['approval_rate']:.2f}" for band, g in groups.items())
+    return EvidenceCreate(
+        kind="fairness",
+        passed=passed,
+        summary=f"Approval rates by age band: {shown}; ratio {ratio:.2f} (four-fifths rule: "
+        f"at least {FOUR_FIFTHS})",
+        suite=_suite("group-fairness", sensitive_attribute="age", bands=[b for b, *_ in AGE_BANDS]),
+        dataset=c.dataset,
+        results={"sensitive_attribute": "age", "groups": groups, "approval_rate_ratio": ratio},
+        checks=checks,
+        attachments=[
+            _csv_attachment(
+                "fairness_by_age_band.csv",
+                header,
+                [[band, *g.values()] for band, g in groups.items()],
+            )
+        ],
+        reason=f"Fairness assessment of {c.model} v{c.version} across age bands, the one "
+        "protected attribute the data holds (validation plan step 3).",
+    )
+
+
+def _explainability(c: _Candidate, sensitive: str | None) -> EvidenceCreate:
+    from sklearn.inspection import permutation_importance  # type: ignore[import-untyped]
+
+    found = permutation_importance(
+        c.estimator, c.X, c.y, scoring="roc_auc", n_repeats=5, random_state=0
+    )
+    names = [name for name, _, _ in c.features]
+    mean = {n: round(float(v), 5) for n, v in zip(names, found.importances_mean, strict=True)}
+    std = {n: round(float(v), 5) for n, v in zip(names, found.importances_std, strict=True)}
+    ranked = sorted(names, key=lambda n: -mean[n])
+    checks = [
+        Check(
+            name="importance_of_every_input",
+            passed=len(mean) == len(c.features),
+            value=len(mean),
+            threshold=len(c.features),
+        ),
+        Check(
+            name="relies_on_its_inputs",
+            passed=mean[ranked[0]] > 0.01,
+            value=mean[ranked[0]],
+            threshold=0.01,
+            details="the top input's AUC drop when permuted",
+        ),
+    ]
+    if sensitive is not None:
+        checks.append(
+            Check(
+                name="sensitive_attribute_not_dominant",
+                passed=ranked[0] != sensitive,
+                value=ranked.index(sensitive) + 1,
+                details=f"rank of {sensitive} among the inputs",
+            )
+        )
+    passed = all(ch.passed for ch in checks)
+    top = ", ".join(f"{n} {mean[n]:.3f}" for n in ranked[:3])
+    return EvidenceCreate(
+        kind="explainability",
+        passed=passed,
+        summary=f"Permutation importance (ROC AUC drop, 5 repeats): {top}",
+        suite=_suite("permutation-importance", scoring="roc_auc", n_repeats=5, random_state=0),
+        dataset=c.dataset,
+        results={"importances_mean": mean, "importances_std": std, "ranking": ranked},
+        checks=checks,
+        attachments=[
+            _csv_attachment(
+                "permutation_importance.csv",
+                ["feature", "importance_mean", "importance_std"],
+                [[n, mean[n], std[n]] for n in ranked],
+            )
+        ],
+        reason=f"Global explanation of {c.model} v{c.version} for the model card and the "
+        "adverse-action reasons (validation plan step 4).",
+    )
+
+
+def _robustness(c: _Candidate) -> EvidenceCreate:
+    rng = np.random.default_rng([DATA_SEED, c.version])
+    noisy = dict(c.columns)
+    perturbed = []
+    for name, kind, _ in c.features:
+        values = c.columns[name]
+        if kind == "string" or len(np.unique(values)) <= 2:  # categories and flags stay
+            continue
+        values = values.astype(np.float64)
+        noisy[name] = values + rng.normal(0.0, NOISE_SCALE * float(values.std()), len(values))
+        perturbed.append(name)
+    p = c.estimator.predict_proba(_matrix(noisy, c.features))[:, 1]
+    shift = np.abs(p - c.proba)
+    flips = float(np.mean((p >= c.threshold) != (c.proba >= c.threshold)))
+    checks = [
+        Check(
+            name="decision_flip_rate",
+            passed=flips <= MAX_FLIP_RATE,
+            value=round(flips, 5),
+            threshold=MAX_FLIP_RATE,
+        ),
+        Check(
+            name="mean_probability_shift",
+            passed=float(shift.mean()) <= MAX_MEAN_SHIFT,
+            value=round(float(shift.mean()), 6),
+            threshold=MAX_MEAN_SHIFT,
+        ),
+    ]
+    passed = all(ch.passed for ch in checks)
+    return EvidenceCreate(
+        kind="robustness",
+        passed=passed,
+        summary=f"Gaussian noise of {NOISE_SCALE:.0%} of each numeric input's std: "
+        f"{flips:.2%} of decisions flip, mean probability shift {shift.mean():.4f}",
+        suite=_suite("input-noise-stability", noise_scale=NOISE_SCALE, perturbed=perturbed),
+        dataset=c.dataset,
+        results={
+            "perturbed_inputs": perturbed,
+            "decision_flip_rate": round(flips, 5),
+            "mean_probability_shift": round(float(shift.mean()), 6),
+            "max_probability_shift": round(float(shift.max()), 6),
+        },
+        checks=checks,
+        reason=f"Stability of {c.model} v{c.version} under small input perturbations "
+        "(validation plan step 5).",
+    )
+
+
+def _reproducibility(
+    server: Server, c: _Candidate, train: _DataFile, train_ref: DatasetRef
+) -> EvidenceCreate:
+    """Retrain a credit model version from the registered training file with its recorded
+    hyperparameters and compare: the same data (hash), code and environment recorded,
+    identical predictions."""
+    registry = server.services.registry
+    version = registry.get_version(c.model, c.version)
+    registered = registry.get_dataset_version(train_ref.dataset, train_ref.version)
+    on_disk = hashlib.sha256(train.path.read_bytes()).hexdigest()
+    columns = _read_csv(train.path, _CREDIT_COLUMNS)
+    hyper = version.hyperparameters
+    again = _pipeline(c.features, _credit_classifier(hyper["C"], hyper["max_iter"]))
+    again.fit(_matrix(columns, c.features), columns["default"])
+    retrained = again.predict_proba(c.X)[:, 1]
+    twice = c.estimator.predict_proba(c.X)[:, 1]
+    difference = float(np.max(np.abs(retrained - c.proba)))
+    recorded_sklearn = version.environment.get("packages", {}).get("scikit-learn")
+    checks = [
+        Check(
+            name="training_data_hash_matches",
+            passed=on_disk == registered.content_sha256,
+            value=on_disk,
+            details=f"sha256 of {train.path.name} against {train_ref.dataset}@{train_ref.version}",
+        ),
+        Check(
+            name="code_ref_recorded",
+            passed=bool(version.code_ref.get("repository") and version.code_ref.get("commit")),
+            value=version.code_ref.get("commit"),
+        ),
+        Check(
+            name="environment_recorded",
+            passed=recorded_sklearn == importlib.metadata.version("scikit-learn"),
+            value=recorded_sklearn,
+            details="scikit-learn of the recorded environment, the one retraining ran on",
+        ),
+        Check(
+            name="retrained_predictions_identical",
+            passed=difference <= 1e-9,
+            value=difference,
+            threshold=1e-9,
+            details="max |p_retrained - p_artifact| on the validation rows",
+        ),
+        Check(
+            name="repeated_predictions_identical",
+            passed=bool(np.array_equal(twice, c.proba)),
+            value=bool(np.array_equal(twice, c.proba)),
+        ),
+    ]
+    passed = all(ch.passed for ch in checks)
+    return EvidenceCreate(
+        kind="reproducibility",
+        passed=passed,
+        summary=f"Retrained from {train_ref.dataset}@{train_ref.version} (hash verified) with "
+        f"the recorded hyperparameters: predictions differ by at most {difference:.1e}",
+        suite=_suite("retrain-and-compare", tolerance=1e-9),
+        dataset=train_ref,
+        results={
+            "training_sha256": on_disk,
+            "code_ref": version.code_ref,
+            "environment": version.environment,
+            "max_abs_difference": difference,
+            "rows_compared": len(c.y),
+        },
+        checks=checks,
+        reason=f"Reproduction of {c.model} v{c.version} from its recorded data, code and "
+        "environment (validation plan step 6).",
+    )
+
+
+def _ethics_review(c: _Candidate, fairness: EvidenceCreate) -> EvidenceCreate:
+    ratio = fairness.results["approval_rate_ratio"]
+    checks = [
+        Check(
+            name="human_oversight",
+            passed=True,
+            details="decision support only: the credit officer decides and can override "
+            "(intended use; GDPR Art. 22 is listed as out of scope)",
+        ),
+        Check(
+            name="fairness_evidence_reviewed",
+            passed=fairness.passed,
+            value=ratio,
+            details="approval-rate ratio across age bands from the validator's fairness test",
+        ),
+        Check(
+            name="applicant_information",
+            passed=True,
+            details="adverse-action notices name the main factors (permutation importance)",
+        ),
+        Check(
+            name="fundamental_rights_impact_assessment",
+            passed=True,
+            details="FRIA-2024-07 completed with the DPO; age used as an affordability factor",
+        ),
+    ]
+    return EvidenceCreate(
+        kind="ethics_review",
+        passed=all(ch.passed for ch in checks),
+        summary="Ethics board review: human oversight in place, age-band approval rates "
+        f"within the four-fifths rule (ratio {ratio:.2f}), applicants informed; approved for "
+        "use as decision support.",
+        suite=_suite("ai-ethics-board-review", template="EB-T3 high-risk credit"),
+        results={"board_meeting": "EB-2024-11", "outcome": "approved", "conditions": []},
+        checks=checks,
+        reason=f"Ethics and fundamental-rights review of {c.model} v{c.version} "
+        "(ethics board meeting EB-2024-11).",
+    )
+
+
+# -- the lifecycle -----------------------------------------------------------------------------
+
+
+def _record(server: Server, actor: Actor, model: str, number: int, body: EvidenceCreate) -> None:
+    services = server.services
+    services.lifecycle.add_evidence(
+        _ctx(actor), model, number, body, services.settings.max_request_bytes
+    )
+
+
+def _request(
+    server: Server, actor: Actor, model: str, number: int, stage: Stage, reason: str
+) -> TransitionView:
+    return server.services.lifecycle.request_transition(
+        _ctx(actor), TransitionCreate(model=model, version=number, to_stage=stage, reason=reason)
+    )
+
+
+def _approve(server: Server, actor: Actor, transition: int, comment: str) -> TransitionView:
+    return server.services.lifecycle.decide(
+        _ctx(actor), transition, DecisionCreate(decision="approve", comment=comment)
+    )
+
+
+def _expect(view: TransitionView, status: str) -> TransitionView:
+    if view.request.status != status:
+        unmet = "; ".join(view.request.evaluation.get("unmet", []))
+        raise DemoError(
+            f"{view.model} v{view.version} to {view.request.to_stage} is "
+            f"{view.request.status}, expected {status}: {unmet}"
+        )
+    return view
+
+
+def _validate_credit(
+    server: Server,
+    actors: dict[str, Actor],
+    number: int,
+    train: _DataFile,
+    valid: _DataFile,
+    train_dv: int,
+    valid_dv: int,
+) -> None:
+    """val validates a credit model version from its stored artifact and the registered data,
+    staging's evidence first; sam asks for staging and val signs it off; then the rest of
+    production's evidence, and erin's ethics review."""
+    val, sam, erin = actors["val"], actors["sam"], actors["erin"]
+    version = server.services.registry.get_version(CREDIT_MODEL, number)
+    c = _candidate(
+        server,
+        CREDIT_MODEL,
+        number,
+        CREDIT_FEATURES,
+        "default",
+        CREDIT_THRESHOLD,
+        _read_csv(valid.path, _CREDIT_COLUMNS),
+        DatasetRef(dataset=CREDIT_DATASET, version=valid_dv),
+    )
+    train_ref = DatasetRef(dataset=CREDIT_DATASET, version=train_dv)
+    for body in (
+        _security_scan(c, version.artifact_sha256),
+        _performance(c, version.metrics, CREDIT_MIN_AUC),
+        _reproducibility(server, c, train, train_ref),
+    ):
+        _record(server, val, CREDIT_MODEL, number, body)
+    staging = _expect(
+        _request(
+            server,
+            sam,
+            CREDIT_MODEL,
+            number,
+            Stage.STAGING,
+            f"v{number} is ready for independent validation in staging (CR-2024-12).",
+        ),
+        "pending",
+    )
+    _expect(
+        _approve(
+            server,
+            val,
+            staging.request.id,
+            f"Validation report VR-2024-{30 + number}: performance, reproducibility and the "
+            "security scan pass; cleared for staging.",
+        ),
+        "applied",
+    )
+    fairness = _fairness(c)
+    for body in (fairness, _explainability(c, "age"), _robustness(c)):
+        _record(server, val, CREDIT_MODEL, number, body)
+    _record(server, erin, CREDIT_MODEL, number, _ethics_review(c, fairness))
+
+
+def _govern_credit(
+    server: Server,
+    actors: dict[str, Actor],
+    train: _DataFile,
+    valid: _DataFile,
+    train_dv: int,
+    valid_dv: int,
+    challenger: int,
+) -> int:
+    """Version 1 to production with two approvers' signatures; the challenger validated,
+    in staging, with a production request one approver has signed. Returns the id of that
+    pending request."""
+    morgan, avery, noor = actors["morgan"], actors["avery"], actors["noor"]
+    _validate_credit(server, actors, 1, train, valid, train_dv, valid_dv)
+    release = _expect(
+        _request(
+            server,
+            morgan,
+            CREDIT_MODEL,
+            1,
+            Stage.PRODUCTION,
+            "Release v1 to the retail underwriting workbench, replacing the 2019 scorecard "
+            "(CR-2024-12, go-live window W47).",
+        ),
+        "pending",
+    )
+    _approve(
+        server,
+        avery,
+        release.request.id,
+        "Model risk sign-off: validation VR-2024-31 and the ethics review EB-2024-11 reviewed; "
+        "approved for production.",
+    )
+    _expect(
+        _approve(
+            server,
+            noor,
+            release.request.id,
+            "Second signature (CRO): approved for production; monitoring plan MP-2024-09 applies.",
+        ),
+        "applied",
+    )
+
+    _validate_credit(server, actors, challenger, train, valid, train_dv, valid_dv)
+    pending = _expect(
+        _request(
+            server,
+            morgan,
+            CREDIT_MODEL,
+            challenger,
+            Stage.PRODUCTION,
+            f"Replace v1 with the regularised challenger v{challenger} (CR-2024-19).",
+        ),
+        "pending",
+    )
+    _expect(
+        _approve(
+            server,
+            avery,
+            pending.request.id,
+            f"Model risk sign-off for v{challenger}: validation VR-2024-3{challenger} "
+            "reviewed; the second signature is the CRO's.",
+        ),
+        "pending",
+    )
+    return pending.request.id
+
+
+def _govern_fraud(server: Server, actors: dict[str, Actor], txns: _DataFile) -> None:
+    """The fraud model through its own (limited) tier: staging needs evidence only,
+    production one approver."""
+    val, sam, morgan, avery = actors["val"], actors["sam"], actors["morgan"], actors["avery"]
+    version = server.services.registry.get_version(FRAUD_MODEL, 1)
+    columns = _read_csv(txns.path, _FRAUD_COLUMNS)
+    cut = txns.rows * 3 // 4  # the hold-out quarter the version's metrics were measured on
+    c = _candidate(
+        server,
+        FRAUD_MODEL,
+        1,
+        FRAUD_FEATURES,
+        "is_fraud",
+        FRAUD_THRESHOLD,
+        {k: v[cut:] for k, v in columns.items()},
+        DatasetRef(dataset=FRAUD_DATASET, version=1),
+    )
+    for body in (
+        _security_scan(c, version.artifact_sha256),
+        _performance(c, version.metrics, FRAUD_MIN_AUC),
+    ):
+        _record(server, val, FRAUD_MODEL, 1, body)
+    _expect(
+        _request(
+            server,
+            sam,
+            FRAUD_MODEL,
+            1,
+            Stage.STAGING,
+            "Nightly run 1842 passed its checks; stage it for the fraud operations pilot.",
+        ),
+        "applied",
+    )
+    _record(server, val, FRAUD_MODEL, 1, _robustness(c))
+    release = _expect(
+        _request(
+            server,
+            morgan,
+            FRAUD_MODEL,
+            1,
+            Stage.PRODUCTION,
+            "Pilot in staging went well (PAY-318); release to fraud operations.",
+        ),
+        "pending",
+    )
+    _expect(
+        _approve(
+            server,
+            avery,
+            release.request.id,
+            "Approved: limited-risk triage model with human review of every alert.",
+        ),
+        "applied",
+    )
+
+
 def seed(server: Server, *, train_rows: int = 5_000, validation_rows: int = 1_500) -> DemoSummary:
     """Seed the demo story through the services (see the module docstring).
 
@@ -984,6 +1743,7 @@ def seed(server: Server, *, train_rows: int = 5_000, validation_rows: int = 1_50
         )
 
     # Everything slow or fallible happens before the first change: data, training, storage.
+    started = time.perf_counter()
     demo_data = data_dir / "demo-data"
     train = _data_file(
         demo_data / f"{CREDIT_DATASET}-train.csv",
@@ -998,16 +1758,25 @@ def seed(server: Server, *, train_rows: int = 5_000, validation_rows: int = 1_50
         generate_card_transactions(max(800, (train_rows + validation_rows) * 2 // 3), stream=1),
     )
     credit = _train_credit(server, train, valid)
+    challenger = _train_credit(server, train, valid, c=CHALLENGER_C)
     fraud = _train_fraud(server, txns)
 
     # The story, one actor at a time.
     users, actors = _onboard(server)
     train_dv, valid_dv, version = _register_credit(server, actors, train, valid, credit)
     _register_fraud(server, actors, txns, fraud)
+    v2 = _register_challenger(server, actors, challenger, train_dv, valid_dv)
+    # The lifecycle: validators record evidence computed from the stored artifacts and the
+    # registered data; the policies of each model's risk tier decide what moves when.
+    pending = _govern_credit(server, actors, train, valid, train_dv, valid_dv, v2)
+    _govern_fraud(server, actors, txns)
+    seconds = time.perf_counter() - started
     return DemoSummary(
         seeded=True,
-        message=f"Seeded the demo: {CREDIT_MODEL} v{version} trained on "
-        f"{CREDIT_DATASET}@{train_dv}, validated on @{valid_dv}.",
+        message=f"Seeded the demo in {seconds:.1f} s: {CREDIT_MODEL} v{version} trained on "
+        f"{CREDIT_DATASET}@{train_dv}, validated on @{valid_dv}, in production after "
+        f"validation and two approvals; v{v2} awaits its second approval (transition "
+        f"#{pending}); {FRAUD_MODEL} v1 in production.",
         model=CREDIT_MODEL,
         version=version,
         dataset=CREDIT_DATASET,
@@ -1016,6 +1785,10 @@ def seed(server: Server, *, train_rows: int = 5_000, validation_rows: int = 1_50
         data_files=(train.path, valid.path, txns.path),
         metrics=credit.metrics,
         other_models=(FRAUD_MODEL,),
+        production={CREDIT_MODEL: version, FRAUD_MODEL: 1},
+        pending_transition=pending,
+        pending_version=v2,
+        seconds=seconds,
     )
 
 
@@ -1076,6 +1849,18 @@ def _welcome(
         "mlgov models list",
     ):
         console.print(f"  {command}", soft_wrap=True, highlight=False, markup=False)
+    if summary.pending_transition is not None:
+        console.print(
+            f"[bold]The lifecycle[/]: {summary.model} v{summary.version} is in production; "
+            f"v{summary.pending_version} waits in the approvals inbox for a second approver "
+            "(noor):"
+        )
+    for command in (
+        "mlgov transitions --status pending",
+        f"mlgov history {summary.model}",
+        f"mlgov evidence list {summary.model} {summary.version or 1}",
+    ):
+        console.print(f"  {command}", soft_wrap=True, highlight=False, markup=False)
 
 
 def main(data_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -1084,7 +1869,8 @@ def main(data_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn  # only the serving command needs it
 
     console = Console()
-    settings = Settings.from_env(data_dir)
+    # One machine, one process: the server also delivers governance webhooks.
+    settings = dataclasses.replace(Settings.from_env(data_dir), embedded_worker=True)
     server = build_server(settings)
     url = _base_url(host, port)
     try:
@@ -1101,7 +1887,9 @@ def main(data_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
             )
         else:
             try:
-                with console.status("Seeding the demo: generating data, training the models…"):
+                with console.status(
+                    "Seeding the demo: generating data, training and validating the models…"
+                ):
                     summary = seed(server)
             except DemoError as exc:
                 console.print(f"[red]Cannot seed the demo:[/] {escape(str(exc))}")
