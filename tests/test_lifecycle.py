@@ -281,7 +281,7 @@ def test_the_high_pack_end_to_end(world: World):
         json={"kind": "ethics_review", "passed": True, "reason": "r"},
         headers=world.people["val"],
     )
-    assert_problem(r, 403, "ethics_reviewer")
+    assert_problem(r, 403, "evidence:ethics_review")
     world.evidence("credit", v, "ethics_review", who="eth", summary="Impact assessment done.")
     patch = {
         "description": "Probability of default for consumer loans.",

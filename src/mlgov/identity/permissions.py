@@ -35,7 +35,9 @@ class Permission(StrEnum):
     TRANSITION_REQUEST_PRODUCTION = "transition:request_production"
     TRANSITION_DECIDE = "transition:decide"
     EVIDENCE_CREATE = "evidence:create"
+    EVIDENCE_ETHICS_REVIEW = "evidence:ethics_review"
     POLICY_MANAGE = "policy:manage"
+    POLICY_SOD_SWITCH_OFF = "policy:sod_switch_off"
     WEBHOOK_READ = "webhook:read"
     WEBHOOK_MANAGE = "webhook:manage"
     AUDIT_READ = "audit:read"
@@ -66,10 +68,12 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.TRANSITION_DECIDE: (
         "Approve or reject a transition request (counted only for roles its policy names)."
     ),
-    Permission.EVIDENCE_CREATE: (
-        "Record evidence on a model version (ethics reviews: ethics_reviewer only)."
-    ),
+    Permission.EVIDENCE_CREATE: "Record evidence on a model version.",
+    Permission.EVIDENCE_ETHICS_REVIEW: "Record ethics_review evidence (with evidence:create).",
     Permission.POLICY_MANAGE: "Publish a new version of a risk tier's policy.",
+    Permission.POLICY_SOD_SWITCH_OFF: (
+        "Publish a policy version that switches a separation of duties rule off."
+    ),
     Permission.WEBHOOK_READ: "List governance webhooks and their delivery attempts.",
     Permission.WEBHOOK_MANAGE: "Subscribe and remove governance webhooks.",
     Permission.AUDIT_READ: "Read the audit trail, its checkpoints and proofs; export it.",
@@ -109,7 +113,9 @@ GRANTS: dict[Permission, frozenset[Role]] = {
         {Role.ADMIN, Role.APPROVER, Role.VALIDATOR, Role.ETHICS_REVIEWER}
     ),
     Permission.EVIDENCE_CREATE: frozenset({Role.ADMIN, Role.VALIDATOR, Role.ETHICS_REVIEWER}),
+    Permission.EVIDENCE_ETHICS_REVIEW: frozenset({Role.ETHICS_REVIEWER}),
     Permission.POLICY_MANAGE: frozenset({Role.ADMIN}),
+    Permission.POLICY_SOD_SWITCH_OFF: frozenset({Role.ADMIN}),
     Permission.WEBHOOK_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
     Permission.WEBHOOK_MANAGE: frozenset({Role.ADMIN}),
     Permission.AUDIT_READ: frozenset({Role.ADMIN, Role.AUDITOR}),

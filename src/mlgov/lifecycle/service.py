@@ -25,7 +25,7 @@ from mlgov.audit.trail import AuditTrail, ChangeSet
 from mlgov.context import Context
 from mlgov.db import utcnow
 from mlgov.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from mlgov.identity.permissions import Permission, Role
+from mlgov.identity.permissions import Permission
 from mlgov.lifecycle.models import (
     Evidence,
     Policy,
@@ -194,15 +194,8 @@ class LifecycleService:
                 for rule, on in before.model_dump().items()
                 if on and not getattr(document.separation_of_duties, rule)
             ]
-            # Turning a separation of duties rule off is an admin's decision, whatever
-            # permission table a deployment runs with.
-            if switched_off and not (
-                cs.ctx.actor.is_system or Role.ADMIN.value in cs.ctx.actor.roles
-            ):
-                raise PermissionDenied(
-                    "only an admin may switch off separation of duties rules "
-                    f"({', '.join(switched_off)})"
-                )
+            if switched_off:
+                authorize(cs.ctx, Permission.POLICY_SOD_SWITCH_OFF)
         policy = Policy(
             name=name,
             version=(current.version + 1) if current else 1,
@@ -514,13 +507,8 @@ class LifecycleService:
         self, ctx: Context, model_name: str, number: int, data: EvidenceCreate, max_bytes: int
     ) -> EvidenceView:
         authorize(ctx, Permission.EVIDENCE_CREATE)
-        if data.kind == "ethics_review" and not (
-            ctx.actor.is_system or Role.ETHICS_REVIEWER.value in ctx.actor.roles
-        ):
-            raise PermissionDenied(
-                f"ethics reviews are recorded by an ethics_reviewer; {ctx.actor.name} holds "
-                f"{', '.join(sorted(ctx.actor.roles)) or 'no role'}"
-            )
+        if data.kind == "ethics_review":
+            authorize(ctx, Permission.EVIDENCE_ETHICS_REVIEW)
         # Refusals that need no write come first: nothing is stored for a refused record.
         self._check_evidence_author(ctx, model_name, number)
         attachments = self._store_attachments(data, max_bytes)
