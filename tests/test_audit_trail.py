@@ -34,7 +34,7 @@ from mlgov.server import Server
 from mlgov.tlog.models import LogHead
 
 V1 = "/api/v1"
-META = {"format": "onnx", "signature": {"inputs": [{"name": "x", "type": "double"}]}}
+META = {"format": "other", "signature": {"inputs": [{"name": "x", "type": "double"}]}}
 
 # What the server's first start (mlgov.server.build_server) records, all by "system" with the
 # request id "bootstrap": version 1 of each built-in lifecycle policy pack, installed in one

@@ -25,7 +25,7 @@ PROBLEM_JSON = "application/problem+json"
 LIMIT = 64 * 1024  # the test settings' artifact limit
 BODY_LIMIT = 256 * 1024  # the test settings' limit for other bodies
 META = {
-    "format": "skops",
+    "format": "other",
     "signature": {"inputs": [{"name": "age", "type": "integer", "min": 18, "max": 120}]},
     "reason": "new version",
 }

@@ -193,7 +193,7 @@ def test_problem_is_shown_in_red_on_stderr_with_exit_1(mlgov: Run, run: Run):
     [
         ["models", "create", "m", "--owner-team", "t", "--risk-tier", "high"],
         ["models", "update", "m", "--description", "d"],
-        ["versions", "create", "m", "{artifact}", "--format", "skops", "--signature", "{sig}"],
+        ["versions", "create", "m", "{artifact}", "--format", "other", "--signature", "{sig}"],
         ["datasets", "create", "d", "--owner-team", "t"],
         ["datasets", "version-create", "d", "--from-file", "{artifact}", "--schema", "{sig}"],
         ["users", "create", "u", "--role", "viewer"],
@@ -249,7 +249,7 @@ def test_versions_commands(mlgov: Run, tmp_path: Path):
     artifact = tmp_path / "scorer.skops"
     artifact.write_bytes(bytes(range(256)) * 1000)
     created = mlgov(
-        "versions", "create", "scorer", artifact, "--format", "skops",
+        "versions", "create", "scorer", artifact, "--format", "other",
         "--signature", write_json(tmp_path / "sig.json", SIGNATURE),
         "--metrics", write_json(tmp_path / "metrics.json", {"auc": 0.9}),
         "--hyperparameters", write_json(tmp_path / "hp.json", {"depth": 4}),
@@ -262,7 +262,7 @@ def test_versions_commands(mlgov: Run, tmp_path: Path):
     assert "upload scorer.skops" in created.stderr  # the progress bar
 
     table = mlgov("versions", "list", "scorer").stdout
-    assert re.search(rf"1\s+development\s+skops\s+{digest[:12]}\s+250\.0 KiB\s+admin", table)
+    assert re.search(rf"1\s+development\s+other\s+{digest[:12]}\s+250\.0 KiB\s+admin", table)
     assert json_lines(mlgov("versions", "list", "scorer", "--json").stdout)[0]["version"] == 1
     shown = mlgov("versions", "show", "scorer", "1").stdout
     assert "https://git.example/scorer@deadbeef" in shown and "income" in shown
@@ -275,7 +275,7 @@ def test_versions_commands(mlgov: Run, tmp_path: Path):
     downloaded = mlgov("versions", "download", "scorer", "1", "--out", dest)
     assert "sha256 verified" in downloaded.stdout and dest.read_bytes() == artifact.read_bytes()
 
-    bad = mlgov("versions", "create", "scorer", artifact, "--format", "skops",
+    bad = mlgov("versions", "create", "scorer", artifact, "--format", "other",
                 "--signature", tmp_path / "sig.json", "--dataset", "applications",
                 "--reason", "r", code=2)  # fmt: skip
     assert "NAME@VERSION" in bad.stderr

@@ -94,7 +94,9 @@ def test_promote_to_staging_waits_for_evidence(mlgov: Shell, team: Team, tmp_pat
     assert "pending: 2 requirements unmet" in text
     assert "requirements for staging (the limited policy, version 1)" in text
     assert re.search(r"✘\s+evidence\.performance\s+no performance evidence recorded", text)
-    assert re.search(r"✘\s+evidence\.security_scan\s+no security_scan evidence recorded", text)
+    # The registration's scan (#1) could not examine an artifact of format "other".
+    assert re.search(r"✘\s+evidence\.security_scan\s+the latest security_scan evidence \(#1\) "
+                     r"failed", text)  # fmt: skip
 
     # refused: a data scientist records no evidence; usage errors exit 2
     refused = mlgov("dana", "evidence", "add", "credit", "1", "--kind", "performance",
@@ -118,13 +120,13 @@ def test_promote_to_staging_waits_for_evidence(mlgov: Shell, team: Team, tmp_pat
         "--summary", "AUC above the bar", "--suite", "holdout@2", "--dataset", "loans@1",
         "--attach", report, "--reason", "holdout evaluation",
     )  # fmt: skip
-    assert "Recorded performance evidence #1 on credit version 1: passed" in added.stdout
+    assert "Recorded performance evidence #2 on credit version 1: passed" in added.stdout
     assert re.search(rf"holdout-report\.bin\s+application/octet-stream\s+10\.0 KiB\s+{digest}",
                      added.stdout)  # fmt: skip
 
     shown = mlgov("dana", "transitions", "show", "1").stdout
     assert "pending" in shown and "requested" in shown and "by dana" in shown
-    assert re.search(r"✔\s+evidence\.performance\s+performance evidence #1 passed", shown)
+    assert re.search(r"✔\s+evidence\.performance\s+performance evidence #2 passed", shown)
     assert re.search(r"✘\s+evidence\.security_scan", shown)
 
     mlgov("val", "evidence", "add", "credit", "1", "--kind", "security_scan", "--passed",
@@ -134,18 +136,19 @@ def test_promote_to_staging_waits_for_evidence(mlgov: Shell, team: Team, tmp_pat
     assert team.ds.get_version("credit", 1)["stage"] == "staging"
 
     listed = mlgov("ada", "evidence", "list", "credit", "1").stdout
-    assert re.search(r"1\s+performance\s+yes\s+AUC above the bar\s+holdout@2\s+loans@1\s+"
-                     r"holdout-report\.bin\s+val", listed)  # fmt: skip
-    assert re.search(r"2\s+security_scan\s+yes\s+no findings", listed)
+    assert re.search(r"2\s+performance\s+yes\s+AUC above the bar\s+holdout@2\s+loans@1\s+"
+                     r"holdout-report\.bin\s+api\s+val", listed)  # fmt: skip
+    assert re.search(r"1\s+security_scan\s+no\s+", listed)  # the scan at registration
+    assert re.search(r"3\s+security_scan\s+yes\s+no findings", listed)
     scans = json_lines(mlgov("ada", "evidence", "list", "credit", "1", "--kind",
                              "security_scan", "--json").stdout)  # fmt: skip
-    assert [e["id"] for e in scans] == [2]
+    assert [(e["id"], e["source"]) for e in scans] == [(1, "scan"), (3, "api")]
 
     dest = tmp_path / "copy.bin"
-    saved = mlgov("ada", "evidence", "download", "credit", "1", "1", "holdout-report.bin",
+    saved = mlgov("ada", "evidence", "download", "credit", "1", "2", "holdout-report.bin",
                   "--out", dest)  # fmt: skip
     assert "sha256 verified" in saved.stdout and dest.read_bytes() == report.read_bytes()
-    missing = mlgov("ada", "evidence", "download", "credit", "1", "1", "nope.bin",
+    missing = mlgov("ada", "evidence", "download", "credit", "1", "2", "nope.bin",
                     "--out", dest, code=1)  # fmt: skip
     assert "Not found (404)" in missing.stderr and dest.read_bytes() == report.read_bytes()
 
@@ -344,6 +347,8 @@ def test_policies_commands(mlgov: Shell, team: Team, tmp_path: Path):
 
 
 def test_webhooks_and_the_worker(mlgov: Shell, team: Team, live: Live, tmp_path: Path):
+    # Registered before the subscription: its scan's evidence.added is for nobody.
+    register_limited(team.admin, team.ds, "credit", tmp_path)
     with receiver() as inbox:
         refused = mlgov("bo", "webhooks", "create", "feed", inbox.url, "--event",
                         "evidence.added", "--reason", "r", code=1)  # fmt: skip
@@ -365,14 +370,13 @@ def test_webhooks_and_the_worker(mlgov: Shell, team: Team, live: Live, tmp_path:
                          r"transition\.applied\s+yes\s+admin", listed)  # fmt: skip
         assert secret.group() not in listed
 
-        register_limited(team.admin, team.ds, "credit", tmp_path)
         team.validator.add_evidence("credit", 1, "performance", True, reason="checked")
         pending = mlgov("admin", "webhooks", "deliveries", "feed").stdout
         assert re.search(r"1\s+evidence\.added\s+pending\s+0", pending)
 
         worker = mlgov("admin", "worker", "--once", "--data-dir", live.settings.data_dir,
                        MLGOV_DATABASE_URL=live.settings.database_url)  # fmt: skip
-        assert "1 delivery delivered." in worker.stdout
+        assert "1 delivery delivered; 0 validation jobs run." in worker.stdout
         ((headers, body),) = inbox.received
         assert headers["x-mlgov-event"] == "evidence.added"
         assert verify_signature(
@@ -386,7 +390,7 @@ def test_webhooks_and_the_worker(mlgov: Shell, team: Team, live: Live, tmp_path:
     assert record["attempt_log"][0]["status_code"] == 204
     idle = mlgov("admin", "worker", "--once", "--data-dir", live.settings.data_dir,
                  MLGOV_DATABASE_URL=live.settings.database_url)  # fmt: skip
-    assert "0 deliveries delivered." in idle.stdout
+    assert "0 deliveries delivered; 0 validation jobs run." in idle.stdout
 
     removed = mlgov("admin", "webhooks", "delete", "feed", "--reason", "office moved")
     assert "Removed webhook feed (its delivery history is kept)." in removed.stdout

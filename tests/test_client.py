@@ -272,7 +272,7 @@ def test_create_version_streams_with_progress(admin: Client, tmp_path: Path):
     version = admin.create_version(
         "streamed",
         path,
-        format="skops",
+        format="other",
         signature=SIGNATURE,
         reason="first fit",
         progress=sent.append,
@@ -304,7 +304,7 @@ def test_list_versions_across_pages(admin: Client, tmp_path: Path):
         admin.create_version(
             "many-versions",
             artifact(tmp_path, 100 + i),
-            format="onnx",
+            format="other",
             signature=SIGNATURE,
             reason=f"fit {i}",
         )
@@ -314,7 +314,7 @@ def test_list_versions_across_pages(admin: Client, tmp_path: Path):
 def test_download_verifies_sha256(admin: Client, tmp_path: Path):
     register_model(admin, "downloadable")
     path = artifact(tmp_path, 200_000, "weights.onnx")
-    admin.create_version("downloadable", path, format="onnx", signature=SIGNATURE, reason="fit")
+    admin.create_version("downloadable", path, format="other", signature=SIGNATURE, reason="fit")
     received: list[int] = []
     dest = tmp_path / "out" / "copy.onnx"
     dest.parent.mkdir()
@@ -339,7 +339,7 @@ def test_download_of_a_tampered_blob_fails_and_leaves_no_file(
 ):
     register_model(admin, "tampered")
     version = admin.create_version(
-        "tampered", artifact(tmp_path, 50_000), format="skops", signature=SIGNATURE, reason="fit"
+        "tampered", artifact(tmp_path, 50_000), format="other", signature=SIGNATURE, reason="fit"
     )
     blob = live.blob(version["artifact_sha256"])
     blob.chmod(0o644)
@@ -362,7 +362,7 @@ def test_download_of_a_tampered_blob_fails_and_leaves_no_file(
 def test_missing_blob_is_a_server_error(live: Live, admin: Client, tmp_path: Path):
     register_model(admin, "lost-blob")
     version = admin.create_version(
-        "lost-blob", artifact(tmp_path, 1234), format="skops", signature=SIGNATURE, reason="fit"
+        "lost-blob", artifact(tmp_path, 1234), format="other", signature=SIGNATURE, reason="fit"
     )
     blob = live.blob(version["artifact_sha256"])
     blob.chmod(0o644)
@@ -481,7 +481,7 @@ def test_422_missing_reason_names_the_field(admin: Client, tmp_path: Path):
         admin.create_version(
             "upload-no-reason",
             artifact(tmp_path, 10),
-            format="skops",
+            format="other",
             signature=SIGNATURE,
             reason="",
         )
@@ -494,7 +494,7 @@ def test_413_payload_too_large(admin: Client, tmp_path: Path):
         admin.create_version(
             "too-big",
             artifact(tmp_path, (1 << 20) + 1),
-            format="skops",
+            format="other",
             signature=SIGNATURE,
             reason="huge",
         )

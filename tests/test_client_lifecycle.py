@@ -57,7 +57,7 @@ def register_limited(admin: Client, ds: Client, name: str, tmp_path: Path, **fie
 def add_version(ds: Client, name: str, tmp_path: Path) -> int:
     artifact = tmp_path / f"{name}-{os.urandom(4).hex()}.skops"
     artifact.write_bytes(os.urandom(2000))
-    made = ds.create_version(name, artifact, format="skops", signature=SIGNATURE, reason="fit")
+    made = ds.create_version(name, artifact, format="other", signature=SIGNATURE, reason="fit")
     return int(made["version"])
 
 
@@ -194,9 +194,12 @@ def test_staging_waits_for_evidence_and_applies_when_it_is_recorded(team: Team, 
     )
     assert request["evaluation"]["policy"]["name"] == "limited"
     assert unmet_ids(request) == ["evidence.performance", "evidence.security_scan"]
+    # The registration's scan could not examine an artifact of format "other": not passed.
+    [registration_scan] = team.approver.list_evidence("credit", 1, kind="security_scan")
+    assert registration_scan["source"] == "scan" and not registration_scan["passed"]
     assert request["evaluation"]["unmet"] == [
         "no performance evidence recorded",
-        "no security_scan evidence recorded",
+        f"the latest security_scan evidence (#{registration_scan['id']}) failed",
     ]
 
     # Who may not record evidence: a data scientist (permission), the version's creator (SoD).
@@ -255,9 +258,10 @@ def test_staging_waits_for_evidence_and_applies_when_it_is_recorded(team: Team, 
     assert sorted(p.name for p in into.iterdir()) == [report.name]
 
     kinds = [e["kind"] for e in team.approver.list_evidence("credit", 1)]
-    assert kinds == ["performance", "security_scan"]
+    assert kinds == ["security_scan", "performance", "security_scan"]
     assert [e["id"] for e in team.approver.list_evidence("credit", 1, kind="security_scan")] == [
-        scan["id"]
+        registration_scan["id"],
+        scan["id"],
     ]
     with pytest.raises(ValueError, match="NAME@VERSION"):
         team.validator.add_evidence("credit", 1, "fairness", True, "r", dataset="loans")
@@ -460,6 +464,8 @@ def test_policies_list_show_and_publish(team: Team, tmp_path: Path):
 
 
 def test_webhooks(team: Team, tmp_path: Path):
+    # Registered before the subscription: its scan's evidence.added is for nobody.
+    register_limited(team.admin, team.ds, "credit", tmp_path)
     with pytest.raises(PermissionDenied):
         team.boss.create_webhook("ci", "https://ci.example/hook", ["evidence.added"], "ci")
     created = team.admin.create_webhook(
@@ -478,7 +484,6 @@ def test_webhooks(team: Team, tmp_path: Path):
         team.admin.create_webhook("bad", "ftp://x.example", ["evidence.added"], "r")
     assert bad.value.field == "url"
 
-    register_limited(team.admin, team.ds, "credit", tmp_path)
     evidence(team, "credit", 1, "performance")
     (delivery,) = team.admin.webhook_deliveries("ci")
     assert delivery["event_type"] == "evidence.added" and delivery["status"] == "pending"

@@ -50,7 +50,7 @@ SUBJECT = "fuzz-subject"  # a seeded user for the user and token operations to a
 SUBJECT_PASSWORD = "fuzz-subject-password"
 HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 META = {
-    "format": "skops",
+    "format": "other",
     "signature": {"inputs": [{"name": "income", "type": "double"}]},
     "datasets": [{"dataset": "applications", "version": 1}],
     "reason": "seed",
@@ -350,7 +350,7 @@ EDGES: list[tuple[str, str, str, dict[str, Any], int | None]] = [
         "POST",
         "/models/credit/versions",
         _upload(
-            '{"format": "skops", "signature": %s, "reason": "r", "metrics": {"auc": NaN}}'
+            '{"format": "other", "signature": %s, "reason": "r", "metrics": {"auc": NaN}}'
             % (SIG % "")
         ),
         422,
@@ -360,7 +360,7 @@ EDGES: list[tuple[str, str, str, dict[str, Any], int | None]] = [
         "POST",
         "/models/credit/versions",
         _upload(
-            '{"format": "skops", "signature": %s, "reason": "r", "metrics": {"auc": 1e999}}'
+            '{"format": "other", "signature": %s, "reason": "r", "metrics": {"auc": 1e999}}'
             % (SIG % "")
         ),
         422,
@@ -370,7 +370,7 @@ EDGES: list[tuple[str, str, str, dict[str, Any], int | None]] = [
         "POST",
         "/models/credit/versions",
         _upload(
-            '{"format": "skops", "signature": %s, "reason": "r"}' % (SIG % ', "min": -Infinity')
+            '{"format": "other", "signature": %s, "reason": "r"}' % (SIG % ', "min": -Infinity')
         ),
         422,
     ),
@@ -379,7 +379,7 @@ EDGES: list[tuple[str, str, str, dict[str, Any], int | None]] = [
         "POST",
         "/models/credit/versions",
         _upload(
-            '{"format": "skops", "signature": %s, "reason": "r", "hyperparameters": '
+            '{"format": "other", "signature": %s, "reason": "r", "hyperparameters": '
             '{"grid": [1, {"alpha": NaN}]}}' % (SIG % "")
         ),
         422,

@@ -63,7 +63,7 @@ class World:
 
     def version(self, model: str, creator: str = "ds", **meta: Any) -> int:
         body = {
-            "format": "skops",
+            "format": "other",
             "signature": {"inputs": [{"name": "income", "type": "double"}]},
             "reason": "trained",
             **meta,
@@ -785,7 +785,8 @@ def test_evidence_is_immutable_hashed_and_audited(world: World):
     listed = world.ok(
         "GET", f"{V1}/models/m/versions/{v}/evidence", world.person("viewer", "viewer")
     )
-    assert [e["id"] for e in listed] == [ev["id"]]
+    assert [e["id"] for e in listed if e["source"] == "api"] == [ev["id"]]
+    assert [e["kind"] for e in listed if e["source"] == "scan"] == ["security_scan"]
     r = world.client.get(
         f"{V1}/models/m/versions/{v}/evidence/{ev['id']}/attachments/report.html",
         headers=world.people["val"],
@@ -957,7 +958,17 @@ def test_governance_events_are_queued_for_subscribers_in_the_same_transaction(wo
     assert t["status"] == "applied"  # a receiver that is down blocks nothing
     deliveries = world.ok("GET", f"{V1}/webhooks/gov-feed/deliveries", world.admin)["items"]
     types = sorted(d["event_type"] for d in deliveries)
-    assert types == ["evidence.added", "transition.applied", "transition.requested"]
+    # Evidence twice: the scan recorded at registration, and the performance record.
+    assert types == [
+        "evidence.added",
+        "evidence.added",
+        "transition.applied",
+        "transition.requested",
+    ]
+    sources = sorted(
+        d["payload"]["data"]["source"] for d in deliveries if d["event_type"] == "evidence.added"
+    )
+    assert sources == ["api", "scan"]
     assert all(d["status"] == "pending" for d in deliveries)
     applied = next(d for d in deliveries if d["event_type"] == "transition.applied")
     assert applied["payload"]["type"] == "transition.applied"

@@ -13,6 +13,7 @@ everyone") are tested twice: on the caller's own tokens (every role) and on some
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Callable
@@ -177,6 +178,54 @@ class Env:
 
         return str(self.once("attachment", make))
 
+    # -- validation --------------------------------------------------------------------
+
+    def suite(self) -> str:
+        def make() -> str:
+            body = {"document": SUITE, **REASON}
+            self.ok("POST", f"{V1}/suites/rbac-suite/versions", json=body)
+            return "rbac-suite"
+
+        return str(self.once("suite", make))
+
+    def queued_job(self) -> int:
+        """A validation run queued by the admin on a version the creator registered."""
+        model = self.lifecycle_model()
+        body = {"suite": self.suite(), "dataset": {"dataset": self.dataset(), "version": 1}}
+        job = self.ok(
+            "POST", f"{V1}/models/{model}/versions/1/validations", json={**body, **REASON}
+        )
+        return int(job["id"])
+
+    def some_job(self) -> int:
+        return int(self.once("job", self.queued_job))
+
+    def finished_job(self) -> int:
+        """A run that finished with a report: taken and completed through the service (the
+        worker's part of it; running a model is not what the matrix tests)."""
+
+        def make() -> int:
+            job_id = self.queued_job()
+            svc = self.server.services
+            claim = svc.validation.claim("rbac-worker")
+            while claim is not None and claim.job_id != job_id:  # older runs: left leased
+                claim = svc.validation.claim("rbac-worker")
+            assert claim is not None
+            with svc.store.writer(1 << 20) as writer:
+                writer.write(b"<!doctype html><title>report</title>")
+                report = writer.commit()
+            check = {"kind": "performance", "passed": True, "summary": "ok", "results": {}}
+            svc.validation.complete(claim, [check], report, {}, 0.1)
+            return job_id
+
+        return int(self.once("finished-job", make))
+
+    def dataset_without_data(self) -> str:
+        """A new version of the dataset (whose data is DATA) with no data uploaded yet."""
+        name = self.dataset()
+        body = {**dataset_version_body(), "content_sha256": hashlib.sha256(DATA).hexdigest()}
+        return str(self.ok("POST", f"{V1}/datasets/{name}/versions", json=body)["version"])
+
     def webhook(self) -> str:
         name = self.fresh("hook")
         body = {"name": name, "url": "http://127.0.0.1:9/hook", "events": ["evidence.added"]}
@@ -199,18 +248,25 @@ class Env:
 
 def version_files(data: bytes = b"model bytes") -> dict[str, Any]:
     meta = {
-        "format": "skops",
+        "format": "other",
         "signature": {"inputs": [{"name": "age", "type": "integer"}]},
         **REASON,
     }
     return {"artifact": ("model.skops", data), "metadata": (None, json.dumps(meta))}
 
 
+SUITE = (
+    "label: default\ntask: classification\n"
+    "checks:\n  performance:\n    metrics:\n      accuracy: {min: 0.5}\n"
+)
+DATA = b"age,default\n30,0\n"
+
+
 def dataset_version_body() -> dict[str, Any]:
     return {
         "content_sha256": SHA,
         "uri": "s3://data/loans.parquet",
-        "schema": [{"name": "age", "type": "integer"}],
+        "schema": [{"name": "age", "type": "integer"}, {"name": "default", "type": "integer"}],
         "row_count": 10,
         **REASON,
     }
@@ -435,6 +491,47 @@ REQUESTS: dict[tuple[str, str], list[Variant]] = {
                     **REASON,
                 }
             },
+        )
+    ),
+    # validation
+    ("GET", f"{V1}/suites"): _one(lambda env, me: Call("GET", f"{V1}/suites")),
+    ("GET", f"{V1}/suites/{{name}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/suites/{env.suite()}")
+    ),
+    ("POST", f"{V1}/suites/{{name}}/versions"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/suites/{env.fresh('suite')}/versions",
+            {"json": {"document": SUITE, **REASON}},
+        )
+    ),
+    ("POST", f"{V1}/models/{{name}}/versions/{{version}}/validations"): _one(
+        lambda env, me: Call(
+            "POST",
+            f"{V1}/models/{env.lifecycle_model()}/versions/1/validations",
+            {
+                "json": {
+                    "suite": env.suite(),
+                    "dataset": {"dataset": env.dataset(), "version": 1},
+                    **REASON,
+                }
+            },
+        )
+    ),
+    ("GET", f"{V1}/validations"): _one(
+        lambda env, me: Call("GET", f"{V1}/validations?status=queued")
+    ),
+    ("GET", f"{V1}/validations/{{job_id}}"): _one(
+        lambda env, me: Call("GET", f"{V1}/validations/{env.some_job()}")
+    ),
+    ("GET", f"{V1}/validations/{{job_id}}/report"): _one(
+        lambda env, me: Call("GET", f"{V1}/validations/{env.finished_job()}/report")
+    ),
+    ("PUT", f"{V1}/datasets/{{name}}/versions/{{version}}/data"): _one(
+        lambda env, me: Call(
+            "PUT",
+            f"{V1}/datasets/{env.dataset()}/versions/{env.dataset_without_data()}/data",
+            {"params": {"format": "csv", **REASON}, "content": DATA},
         )
     ),
     # webhooks

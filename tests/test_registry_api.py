@@ -25,7 +25,7 @@ def create_model(client: Any, headers: dict[str, str], name: str, **fields: Any)
 def upload(
     client: Any, headers: dict[str, str], model: str, data: bytes, **meta: Any
 ) -> dict[str, Any]:
-    metadata = {"format": "onnx", "signature": SIGNATURE, "reason": "new version", **meta}
+    metadata = {"format": "other", "signature": SIGNATURE, "reason": "new version", **meta}
     files = {"artifact": ("model.onnx", data), "metadata": (None, json.dumps(metadata))}
     r = client.post(f"{V1}/models/{model}/versions", files=files, headers=headers)
     assert r.status_code == 201, r.text
@@ -182,7 +182,7 @@ def test_versions_are_numbered_per_model(client, admin):
     v2 = client.get(f"{V1}/models/alpha/versions/2", headers=admin).json()
     assert v2["model"] == "alpha" and v2["version"] == 2 and v2["stage"] == "development"
     assert v2["artifact_sha256"] == hashlib.sha256(b"alpha-2").hexdigest()
-    assert v2["created_by"] == "admin" and v2["format"] == "onnx"
+    assert v2["created_by"] == "admin" and v2["format"] == "other"
     (feature,) = v2["signature"]["inputs"]
     assert (feature["name"], feature["type"], feature["min"]) == ("income", "double", 0)
     assert client.get(f"{V1}/models/alpha", headers=admin).json()["latest_version"]["version"] == 3

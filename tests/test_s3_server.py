@@ -74,7 +74,7 @@ def test_versions_round_trip_through_s3(s3, settings, admin):
             data = bytes(range(256)) * 100
             digest = hashlib.sha256(data).hexdigest()
             meta = {
-                "format": "onnx",
+                "format": "other",
                 "signature": {"inputs": [{"name": "x", "type": "double"}]},
                 "reason": "first version",
             }

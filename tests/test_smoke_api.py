@@ -13,7 +13,7 @@ def test_register_model_and_version(client, admin):
     )
     assert r.status_code == 201, r.text
     meta = {
-        "format": "skops",
+        "format": "other",
         "signature": {"inputs": [{"name": "age", "type": "integer"}]},
         "reason": "first version",
     }

@@ -716,10 +716,10 @@ def test_mlgov_worker_once(settings: Settings, server, hooks, receivers, tmp_pat
     }
     result = CliRunner().invoke(app, ["worker", "--once"], env=env)
     assert result.exit_code == 0, result.output
-    assert "2 deliveries delivered." in result.output
+    assert "2 deliveries delivered; 0 validation jobs run." in result.output
     assert len(receiver.hits) == 2
     result = CliRunner().invoke(app, ["worker", "--once"], env=env)
-    assert "0 deliveries delivered." in result.output
+    assert "0 deliveries delivered; 0 validation jobs run." in result.output
 
     empty = tmp_path / "empty"
     result = CliRunner().invoke(

@@ -39,11 +39,13 @@ import base64
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import mimetypes
 import os
 import secrets
 import ssl
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -817,6 +819,11 @@ class Client:
             f"{API}/models/{_seg(model)}/versions/{_seg(version)}/evidence/"
             f"{_seg(evidence_id)}/attachments/{_seg(filename)}"
         )
+        return self._save_checked(url, target, "attachment")
+
+    def _save_checked(self, url: str, target: Path, what: str) -> dict[str, Any]:
+        """Stream ``url`` to ``target`` and check it against the ``X-Content-SHA256`` the server
+        announced; nothing is left behind on a mismatch."""
         with self._stream(url) as response:
             expected = response.headers.get("x-content-sha256", "").lower()
             digest = hashlib.sha256()
@@ -829,11 +836,127 @@ class Client:
                 actual = digest.hexdigest()
                 if actual != expected:
                     raise ChecksumMismatch(
-                        f"the downloaded attachment's sha256 is {actual}, the server announced "
+                        f"the downloaded {what}'s sha256 is {actual}, the server announced "
                         f"{expected or 'none'}; the file was discarded",
                         title="Checksum mismatch",
                     )
         return {"path": str(target), "sha256": actual, "size": size}
+
+    # -- validation ----------------------------------------------------------------------
+
+    def publish_suite(self, name: str, document: str, reason: str) -> dict[str, Any]:
+        """Publish ``document`` (YAML, see docs/validation.md) as the next version of a
+        validation suite."""
+        path = f"{API}/suites/{_seg(name)}/versions"
+        return self._change("POST", path, {"document": document, "reason": reason})  # type: ignore[no-any-return]
+
+    def list_suites(self) -> list[dict[str, Any]]:
+        return self._get(f"{API}/suites")  # type: ignore[no-any-return]
+
+    def get_suite(self, name: str, version: int | None = None) -> dict[str, Any]:
+        return self._get(f"{API}/suites/{_seg(name)}", version=version)  # type: ignore[no-any-return]
+
+    def validate(
+        self,
+        model: str,
+        version: int,
+        suite: str,
+        dataset: str | tuple[str, int],
+        reason: str,
+        *,
+        suite_version: int | None = None,
+    ) -> dict[str, Any]:
+        """Queue a validation run of ``suite`` on ``dataset`` (``"name@version"`` or a pair);
+        a worker runs it. Returns the job (``status`` ``queued``); see
+        :meth:`wait_for_validation`."""
+        body: dict[str, Any] = {
+            "suite": suite,
+            "dataset": _dataset_ref(dataset),
+            "reason": reason,
+        }
+        if suite_version is not None:
+            body["suite_version"] = suite_version
+        path = f"{API}/models/{_seg(model)}/versions/{_seg(version)}/validations"
+        return self._change("POST", path, body)  # type: ignore[no-any-return]
+
+    def get_validation(self, job_id: int) -> dict[str, Any]:
+        return self._get(f"{API}/validations/{_seg(job_id)}")  # type: ignore[no-any-return]
+
+    def list_validations(
+        self,
+        *,
+        status: str | None = None,
+        model: str | None = None,
+        version: int | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        pages = self._pages(
+            f"{API}/validations", status=status, model=model, version=version, limit=limit
+        )
+        return list(itertools.islice(pages, limit))
+
+    def wait_for_validation(
+        self,
+        job_id: int,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll a validation job until it succeeded or failed (``progress`` is called with each
+        state seen). Raises :class:`TimeoutError` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_validation(job_id)
+            if progress is not None:
+                progress(job)
+            if job["status"] in ("succeeded", "failed"):
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"validation job #{job_id} is still {job['status']} after {timeout:g} s"
+                )
+            time.sleep(poll)
+
+    def download_validation_report(
+        self, job_id: int, dest: str | os.PathLike[str]
+    ) -> dict[str, Any]:
+        """Save a validation run's HTML report to ``dest`` (a file, or an existing directory),
+        checked against the server's SHA-256."""
+        target = Path(dest)
+        if target.is_dir():
+            target = target / f"validation-{job_id}.html"
+        return self._save_checked(f"{API}/validations/{_seg(job_id)}/report", target, "report")
+
+    def upload_dataset_data(
+        self,
+        dataset: str,
+        version: int,
+        path: str | os.PathLike[str],
+        reason: str,
+        *,
+        format: str | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Upload the data file of a dataset version (CSV or Parquet, from the file name unless
+        ``format`` says); its sha256 must be the one the version was registered with."""
+        file_path = Path(path)
+        if format is None:
+            format = "parquet" if file_path.suffix.lower() in (".parquet", ".pq") else "csv"
+        url = f"{API}/datasets/{_seg(dataset)}/versions/{_seg(version)}/data"
+        with file_path.open("rb") as file:
+            reader = _ProgressReader(file, progress)
+            response = self._send(
+                "PUT",
+                url,
+                params={"format": format, "reason": reason},
+                content=iter(functools.partial(reader.read, _CHUNK), b""),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(file_path.stat().st_size),
+                },
+            )
+        return response.json()  # type: ignore[no-any-return]
 
     # -- lifecycle: history --------------------------------------------------------------
 

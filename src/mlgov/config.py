@@ -36,8 +36,18 @@ SETTINGS_DOC: dict[str, str] = {
         "webhook secrets cannot be read."
     ),
     "MLGOV_EMBEDDED_WORKER": (
-        "1 or true: the server also runs the webhook delivery worker in a thread (default off: "
-        "run `mlgov worker`)."
+        "1 or true: the server also runs the worker (webhook deliveries and validation jobs) "
+        "in threads (default off: run `mlgov worker`)."
+    ),
+    "MLGOV_JOB_MEMORY_MB": (
+        "Memory limit (address space) of the process that loads models for a validation job "
+        "(default 4096)."
+    ),
+    "MLGOV_JOB_TIMEOUT": "Time limit of one validation job, in seconds (default 3600).",
+    "MLGOV_DATASET_ROOTS": (
+        "Directories (separated by ':') under which the worker may read dataset versions "
+        "registered with a file:// URI (default: the data directory). Data uploaded to the "
+        "server needs none."
     ),
 }
 
@@ -45,11 +55,20 @@ DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024**3
 DEFAULT_MAX_REQUEST_BYTES = 1024**2
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_CHECKPOINT_INTERVAL = 60
+DEFAULT_JOB_MEMORY_MB = 4096
+DEFAULT_JOB_TIMEOUT = 3600
 
 
 def _path_env(name: str) -> Path | None:
     raw = os.environ.get(name, "").strip()
     return Path(raw).resolve() if raw else None
+
+
+def _paths_env(name: str) -> tuple[Path, ...] | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    return tuple(Path(p).resolve() for p in raw.split(os.pathsep) if p.strip())
 
 
 def _bool_env(name: str) -> bool:
@@ -88,10 +107,27 @@ class Settings:
     checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
     secret_key_file: Path | None = None
     embedded_worker: bool = False
+    job_memory_mb: int = DEFAULT_JOB_MEMORY_MB
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
+    dataset_roots: tuple[Path, ...] | None = None
+
+    @property
+    def readable_dataset_roots(self) -> tuple[Path, ...]:
+        return self.dataset_roots if self.dataset_roots is not None else (self.data_dir,)
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Working directories of validation jobs (each removed when its job ends)."""
+        return self.data_dir / "tmp" / "jobs"
 
     @property
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.data_dir / "audit-signing.key"
+
+    @property
+    def scan_dir(self) -> Path:
+        """Where uploads are copied for the scan (removed right after)."""
+        return self.data_dir / "tmp" / "scan"
 
     @property
     def secret_key_path(self) -> Path:
@@ -118,6 +154,9 @@ class Settings:
             ),
             secret_key_file=_path_env("MLGOV_SECRET_KEY_FILE"),
             embedded_worker=_bool_env("MLGOV_EMBEDDED_WORKER"),
+            job_memory_mb=_int_env("MLGOV_JOB_MEMORY_MB", DEFAULT_JOB_MEMORY_MB, unit="MiB"),
+            job_timeout=_int_env("MLGOV_JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT, unit="seconds"),
+            dataset_roots=_paths_env("MLGOV_DATASET_ROOTS"),
         )
 
 

@@ -6,28 +6,40 @@ own identities: the bootstrap ``admin`` onboards the team (one user per role and
 ``ci-pipeline`` service account, each with an API token); ``dana`` (data engineer) registers
 the ``credit-applications`` dataset with a training and a held-out validation version,
 generated deterministically as CSV files under ``<data dir>/demo-data/`` and described by full
-datasheets; ``sam`` (data scientist) registers the high-risk ``credit-default-risk`` model and
-its first version, a real scikit-learn pipeline trained on the training CSV, serialised with
-skops, with metrics measured on the validation CSV and lineage to both dataset versions. A
-second, smaller model (``fraud-alerts``) is registered by the ``ci-pipeline`` service account
-so the catalog has more than one entry. Every change carries a reason and lands in the audit
-trail under the actor who made it.
+datasheets (each row carries an ``age_band``, not a model input, kept for fairness testing);
+``sam`` (data scientist) registers the high-risk ``credit-default-risk`` model and its first
+version, a real scikit-learn pipeline trained on the training CSV, serialised with skops, with
+the metrics sam measured on the validation CSV and lineage to both dataset versions. The server
+scans every uploaded artifact at registration (never loading it) and records the result as the
+version's ``security_scan`` evidence (``source: scan``, by ``system``). A second, smaller model
+(``fraud-alerts``, a gradient-boosted pipeline trained on ``card-transactions@1`` and measured
+on the hold-out ``@2``) is registered by the ``ci-pipeline`` service account; its artifact
+holds a type skops does not trust by default, so before the pipeline registers it the ``admin``
+publishes a new version of the ``limited`` policy whose ``artifacts.trusted_types`` lists that
+type, reviewed by the validation team (:data:`REVIEWED_TYPES`). Every change carries a reason
+and lands in the audit trail under the actor who made it.
 
-Then the lifecycle, under each model's risk-tier policy. ``val`` (validator) loads each stored
-artifact back from the registry and records evidence computed on the registered data: a skops
-security scan, performance (ROC AUC on the validation extract), reproducibility (the training
-file's hash against its dataset version, retraining with the recorded hyperparameters gives
-identical predictions), fairness across age bands (four-fifths rule), permutation importance
-and robustness to input noise; ``erin`` (ethics reviewer) records the ethics review. ``sam``
-asks for staging and ``val`` signs it off; ``morgan`` (model manager) asks for production and
-two approvers, ``avery`` and ``noor``, sign: version 1 of the credit model is in production.
-A regularised challenger (version 2) goes through the same validation and waits in the
-approvals inbox with one of its two signatures. ``fraud-alerts`` reaches production under the
-``limited`` policy (evidence only for staging, one approver for production). Nobody records
-evidence on or approves a version they created, nor approves a request they made.
+Then the lifecycle, under each model's risk-tier policy, on evidence the server computes.
+``val`` (validator) publishes two validation suites: ``credit-high-risk`` (performance with
+bootstrap intervals, fairness across age bands, permutation importance, robustness to input
+noise and unseen categories, reproducibility, and champion/challenger against the version in
+production) and the lighter ``fraud-triage`` (performance and robustness). For each version
+``val`` requests a validation run on the held-out dataset version; the demo runs the queue
+synchronously with a worker (each run loads the model in a sandboxed child process and records
+one evidence record per check kind, ``source: validation``, with an HTML report). ``erin``
+(ethics reviewer) records the ethics review by hand, quoting the fairness results the run
+recorded. ``sam`` asks for staging and ``val`` signs it off; ``morgan`` (model manager) asks
+for production and two approvers, ``avery`` and ``noor``, sign: version 1 of the credit model
+is in production. A regularised challenger (version 2) goes through the same validation, now
+compared with version 1 in production, and waits in the approvals inbox with one of its two
+signatures. ``fraud-alerts`` reaches production under the ``limited`` policy: ``sam``'s staging
+request waits for evidence until the validation run records it, and then applies itself; one
+approver signs production. Nobody records evidence on or approves a version they created, nor
+approves a request they made.
 
 scikit-learn and skops are imported when the demo is seeded, not when this module is, so
-commands that merely import it stay quick.
+commands that merely import it stay quick. Seeding takes some seconds: each validation run is
+a child process that imports scikit-learn.
 
 :func:`main` builds the server, seeds it on the first start, prints the URL, the admin token
 (shown once) and the demo users' tokens, and runs uvicorn. Seeding is skipped when the demo
@@ -36,7 +48,6 @@ model exists already: tokens cannot be shown again then (only their hashes are s
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import dataclasses
@@ -45,6 +56,7 @@ import importlib.metadata
 import io
 import ipaddress
 import platform
+import tempfile
 import time
 import uuid
 import zipfile
@@ -59,17 +71,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
+from mlgov.artifacts.scan import ScanReport
 from mlgov.config import Settings
 from mlgov.context import Actor, Context
-from mlgov.errors import NotFound
+from mlgov.errors import InvalidInput, NotFound
 from mlgov.identity.permissions import Role
 from mlgov.identity.service import actor_of
+from mlgov.lifecycle.policy import builtin_pack
 from mlgov.lifecycle.schemas import (
-    AttachmentIn,
     Check,
     DatasetRef,
     DecisionCreate,
     EvidenceCreate,
+    PolicyPublish,
     SuiteRef,
     TransitionCreate,
 )
@@ -91,14 +105,21 @@ from mlgov.registry.schemas import (
     Stage,
     VersionMetadata,
 )
-from mlgov.server import Server, build_server, freeze_startup_objects
+from mlgov.server import Server, build_server, freeze_startup_objects, validation_runner
 from mlgov.storage import StoredArtifact
+from mlgov.validation.schemas import SuitePublish, ValidationCreate
+from mlgov.validation.service import JobView
 
 __all__ = [
     "CREDIT_DATASET",
     "CREDIT_FEATURES",
     "CREDIT_MODEL",
+    "CREDIT_SUITE",
     "DEMO_USERS",
+    "FRAUD_DATASET",
+    "FRAUD_MODEL",
+    "FRAUD_SUITE",
+    "REVIEWED_TYPES",
     "DemoError",
     "DemoSummary",
     "DemoUser",
@@ -119,6 +140,10 @@ CLIENT_ADDR = "127.0.0.1"
 CREDIT_THRESHOLD = 0.5  # probability of default above which the underwriter sees a decline hint
 CHALLENGER_C = 0.1  # the credit challenger (v2): stronger L2 regularisation than v1's C=1
 FRAUD_THRESHOLD = 0.15  # fraud probability above which an alert is opened
+#: Types skops does not trust by default that the validation team reviewed: plain data
+#: holders of scikit-learn that execute no code when loaded. The admin lists them in the
+#: limited policy's ``artifacts.trusted_types`` so the scan at registration accepts them.
+REVIEWED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
 CODE_REPOSITORY = "https://git.example.com/retail-credit/credit-default-risk"
 FRAUD_REPOSITORY = "https://git.example.com/payments/fraud-alerts"
 PACKAGES = ("scikit-learn", "numpy", "scipy", "skops")
@@ -130,7 +155,8 @@ FRESH_START_HINT = (
 
 
 class DemoError(RuntimeError):
-    """The demo cannot be seeded on this data directory (e.g. an interrupted earlier seed)."""
+    """The demo cannot be seeded on this data directory (e.g. an interrupted earlier seed, or
+    a validation run that could not read the demo's data)."""
 
 
 # -- who is in the story -----------------------------------------------------------------------
@@ -296,9 +322,18 @@ CREDIT_FEATURES: tuple[tuple[str, str, str], ...] = (
     ("housing", "string", "Housing situation: " + ", ".join(HOUSING)),
     ("purpose", "string", "Stated purpose of the loan: " + ", ".join(PURPOSE)),
 )
+#: Age bands of the fairness tests: (label, lowest age, highest age).
+AGE_BANDS = (("18-29", 18, 29), ("30-44", 30, 44), ("45-59", 45, 59), ("60+", 60, 200))
 _CREDIT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("application_id", "string", "Pseudonymous application key (not a model input)"),
     *CREDIT_FEATURES,
+    (
+        "age_band",
+        "string",
+        "Age band of the applicant ("
+        + ", ".join(band for band, _, _ in AGE_BANDS)
+        + "), derived from age for fairness testing (not a model input)",
+    ),
     ("default", "integer", "Label: 1 if the loan defaulted (90+ days past due) within 12 months"),
 )
 
@@ -426,8 +461,16 @@ def generate_credit_applications(n: int, stream: int, *, prefix: str = "APP") ->
         "employment_type": employment,
         "housing": housing,
         "purpose": purpose,
+        "age_band": _age_bands(age),
         "default": default,
     }
+
+
+def _age_bands(age: NDArray[np.int64]) -> NDArray[Any]:
+    bands = np.empty(len(age), dtype=object)
+    for band, low, high in AGE_BANDS:
+        bands[(age >= low) & (age <= high)] = band
+    return bands
 
 
 def generate_card_transactions(n: int, stream: int) -> Columns:
@@ -618,11 +661,22 @@ def _ctx(actor: Actor) -> Context:
     return Context(actor=actor, request_id=f"demo-{uuid.uuid4().hex}", client_addr=CLIENT_ADDR)
 
 
-def _store(server: Server, blob: bytes) -> StoredArtifact:
+def _upload(server: Server, model: str, blob: bytes, filename: str) -> _Upload:
+    """What the API does with an uploaded artifact: scan a private copy (never loading it),
+    refusing what the model's policy does not accept, then store the bytes."""
     services = server.services
+    scan_dir = services.settings.scan_dir
+    scan_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="demo-", dir=scan_dir) as private:
+        copy = Path(private) / filename
+        copy.write_bytes(blob)
+        try:
+            scan = services.lifecycle.scan_upload(model, copy, ArtifactFormat.SKOPS.value)
+        except InvalidInput as exc:
+            raise DemoError(f"the scan refused {filename}: {exc.detail}") from None
     with services.store.writer(services.settings.max_artifact_bytes) as writer:
         writer.write(blob)
-        return writer.commit()
+        return _Upload(writer.commit(), scan)
 
 
 def _credit_datasheet(extract: str, rows: int, window: str) -> Datasheet:
@@ -639,7 +693,8 @@ def _credit_datasheet(extract: str, rows: int, window: str) -> Datasheet:
             "the credit bureau, employment type, housing and loan purpose, and the 12-month "
             "default outcome (90+ days past due). No names, addresses or national ids; the "
             "application_id is a pseudonymous key. Protected attributes other than age are not "
-            "present; age is kept for fairness testing and is a legitimate affordability factor."
+            "present; age is a legitimate affordability factor, and its band (age_band, not a "
+            "model input) is kept for fairness testing."
         ),
         collection=(
             f"Extracted from the loan origination system and joined with bureau data for "
@@ -673,13 +728,15 @@ def _credit_datasheet(extract: str, rows: int, window: str) -> Datasheet:
     )
 
 
-def _fraud_datasheet(rows: int) -> Datasheet:
+def _fraud_datasheet(extract: str, rows: int) -> Datasheet:
     return Datasheet(
-        motivation="Created to train the card-fraud alerting model of the payments team.",
+        motivation="Created to train and validate the card-fraud alerting model of the payments "
+        "team.",
         composition=(
-            f"{rows} card transactions with amount, time, card-present flag, distance from the "
-            "cardholder's address, recent activity, merchant category and the confirmed fraud "
-            "label (chargebacks and cardholder disputes). Pseudonymous transaction keys only."
+            f"{rows} card transactions ({extract}) with amount, time, card-present flag, "
+            "distance from the cardholder's address, recent activity, merchant category and the "
+            "confirmed fraud label (chargebacks and cardholder disputes). Pseudonymous "
+            "transaction keys only."
         ),
         collection="Card authorisation logs joined with confirmed-fraud cases after 90 days.",
         preprocessing="Amounts in EUR; distances rounded to 100 m; no imputation.",
@@ -695,6 +752,14 @@ def _fraud_datasheet(rows: int) -> Datasheet:
 
 
 @dataclass(frozen=True)
+class _Upload:
+    """An artifact as the API would have it: stored, with the scan it passed."""
+
+    artifact: StoredArtifact
+    scan: ScanReport
+
+
+@dataclass(frozen=True)
 class _DataFile:
     path: Path
     sha256: str
@@ -704,9 +769,9 @@ class _DataFile:
 
 @dataclass(frozen=True)
 class _Trained:
-    """A fitted model, stored, with what its version metadata needs."""
+    """A fitted model, serialised with skops, with what its version metadata needs."""
 
-    artifact: StoredArtifact
+    blob: bytes
     hyperparameters: dict[str, Any]
     metrics: dict[str, float]
     fit_columns: Columns  # the rows it was fitted on: the signature's ranges and categories
@@ -723,15 +788,13 @@ def _credit_classifier(c: float, max_iter: int = 1_000) -> Any:
     return LogisticRegression(C=c, max_iter=max_iter)
 
 
-def _train_credit(
-    server: Server, train: _DataFile, valid: _DataFile, *, c: float = 1.0
-) -> _Trained:
+def _train_credit(train: _DataFile, valid: _DataFile, *, c: float = 1.0) -> _Trained:
     classifier = _credit_classifier(c)
     model = _pipeline(CREDIT_FEATURES, classifier)
     model.fit(_matrix(train.columns, CREDIT_FEATURES), train.columns["default"])
     p_valid = model.predict_proba(_matrix(valid.columns, CREDIT_FEATURES))[:, 1]
     return _Trained(
-        artifact=_store(server, _serialise(model)),
+        blob=_serialise(model),
         hyperparameters={
             **_json_params(classifier),
             "numeric_scaling": "StandardScaler",
@@ -743,23 +806,20 @@ def _train_credit(
     )
 
 
-def _train_fraud(server: Server, txns: _DataFile) -> _Trained:
+def _train_fraud(train: _DataFile, holdout: _DataFile) -> _Trained:
     from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
 
-    cut = txns.rows * 3 // 4  # rows are i.i.d.: the last quarter is the hold-out
-    fit = {k: v[:cut] for k, v in txns.columns.items()}
-    hold = {k: v[cut:] for k, v in txns.columns.items()}
     booster = HistGradientBoostingClassifier(
         max_iter=30, max_depth=3, min_samples_leaf=40, early_stopping=False, random_state=7
     )
     model = _pipeline(FRAUD_FEATURES, booster)
-    model.fit(_matrix(fit, FRAUD_FEATURES), fit["is_fraud"])
-    p_hold = model.predict_proba(_matrix(hold, FRAUD_FEATURES))[:, 1]
+    model.fit(_matrix(train.columns, FRAUD_FEATURES), train.columns["is_fraud"])
+    p_hold = model.predict_proba(_matrix(holdout.columns, FRAUD_FEATURES))[:, 1]
     return _Trained(
-        artifact=_store(server, _serialise(model)),
+        blob=_serialise(model),
         hyperparameters={**_json_params(booster), "alert_threshold": FRAUD_THRESHOLD},
-        metrics=_metrics(hold["is_fraud"], p_hold, FRAUD_THRESHOLD),
-        fit_columns=fit,
+        metrics=_metrics(holdout.columns["is_fraud"], p_hold, FRAUD_THRESHOLD),
+        fit_columns=train.columns,
     )
 
 
@@ -908,7 +968,9 @@ def _register_credit_version(
     changelog: str,
     reason: str,
 ) -> int:
-    """sam registers a version of the credit model; returns its number."""
+    """sam uploads a version of the credit model (the server scans it and records the scan as
+    its security_scan evidence); returns its number."""
+    upload = _upload(server, CREDIT_MODEL, trained.blob, filename)
     version = server.services.registry.create_version(
         _ctx(sam),
         CREDIT_MODEL,
@@ -940,8 +1002,9 @@ def _register_credit_version(
             ],
             reason=reason,
         ),
-        trained.artifact,
+        upload.artifact,
         filename,
+        upload.scan,
     )
     return version.version
 
@@ -969,9 +1032,14 @@ def _register_challenger(
 
 
 def _register_fraud(
-    server: Server, actors: dict[str, Actor], txns: _DataFile, trained: _Trained
-) -> None:
-    """A second, smaller model whose version comes from automation (the service account)."""
+    server: Server,
+    actors: dict[str, Actor],
+    train: _DataFile,
+    holdout: _DataFile,
+    trained: _Trained,
+) -> tuple[int, int]:
+    """A second, smaller model whose version comes from automation (the service account);
+    returns the numbers of its training and hold-out dataset versions."""
     registry = server.services.registry
     dana, sam, ci = actors["dana"], actors["sam"], actors["ci-pipeline"]
     registry.create_dataset(
@@ -980,21 +1048,37 @@ def _register_fraud(
             name=FRAUD_DATASET,
             description="Card authorisations with confirmed-fraud labels.",
             owner_team="payments",
-            reason="Register the card transaction extract the fraud team trains on (PAY-311).",
+            reason="Register the card transaction extracts the fraud team trains and validates "
+            "on (PAY-311).",
         ),
     )
-    dv = registry.create_dataset_version(
-        _ctx(dana),
-        FRAUD_DATASET,
-        DatasetVersionCreate(
-            content_sha256=txns.sha256,
-            uri=txns.path.resolve().as_uri(),
-            schema=_schema(_FRAUD_COLUMNS),
-            row_count=txns.rows,
-            datasheet=_fraud_datasheet(txns.rows),
-            reason="Monthly extract of card authorisations with confirmed fraud labels.",
-        ),
-    ).version
+    train_dv, holdout_dv = (
+        registry.create_dataset_version(
+            _ctx(dana),
+            FRAUD_DATASET,
+            DatasetVersionCreate(
+                content_sha256=data.sha256,
+                uri=data.path.resolve().as_uri(),
+                schema=_schema(_FRAUD_COLUMNS),
+                row_count=data.rows,
+                datasheet=_fraud_datasheet(extract, data.rows),
+                reason=reason,
+            ),
+        ).version
+        for data, extract, reason in (
+            (
+                train,
+                "training extract",
+                "Monthly extract of card authorisations with confirmed fraud labels.",
+            ),
+            (
+                holdout,
+                "hold-out extract",
+                "Hold-out extract (the following month), never used for training, for "
+                "validating the nightly retraining runs.",
+            ),
+        )
+    )
     registry.create_model(
         _ctx(sam),
         ModelCreate(
@@ -1010,6 +1094,9 @@ def _register_fraud(
             reason="Register the fraud alerting model so its versions are governed (PAY-311).",
         ),
     )
+    _trust_reviewed_types(server)
+    filename = f"{FRAUD_MODEL}-v1.skops"
+    upload = _upload(server, FRAUD_MODEL, trained.blob, filename)
     registry.create_version(
         _ctx(ci),
         FRAUD_MODEL,
@@ -1037,428 +1124,206 @@ def _register_fraud(
             ),
             environment=_environment(),
             changelog=(
-                f"Nightly retraining on the first 75 % of {FRAUD_DATASET}@{dv}; metrics on the "
-                "remaining 25 % (hold-out), accuracy and f1 at the alert threshold "
+                f"Nightly retraining on {FRAUD_DATASET}@{train_dv}; metrics on the hold-out "
+                f"extract @{holdout_dv}, accuracy and f1 at the alert threshold "
                 f"{FRAUD_THRESHOLD}."
             ),
-            datasets=[LineageRef(dataset=FRAUD_DATASET, version=dv, role="training")],
-            reason=f"Scheduled retraining run on {FRAUD_DATASET}@{dv} (pipeline run 1842).",
+            datasets=[
+                LineageRef(dataset=FRAUD_DATASET, version=train_dv, role="training"),
+                LineageRef(dataset=FRAUD_DATASET, version=holdout_dv, role="validation"),
+            ],
+            reason=f"Scheduled retraining run on {FRAUD_DATASET}@{train_dv} (pipeline run 1842).",
         ),
-        trained.artifact,
-        f"{FRAUD_MODEL}-v1.skops",
+        upload.artifact,
+        filename,
+        upload.scan,
+    )
+    return train_dv, holdout_dv
+
+
+def _trust_reviewed_types(server: Server) -> None:
+    """The admin publishes a new version of the limited policy: the built-in pack, plus the
+    skops types the validation team reviewed (a gradient-boosted model's trees are held by a
+    type skops does not trust by default; the scan refuses the artifact without this)."""
+    admin = actor_of(server.services.identity.get_user("admin"))
+    listed = "".join(f"    - {name}\n" for name in sorted(REVIEWED_TYPES))
+    document = (
+        builtin_pack(RiskTier.LIMITED).rstrip("\n")
+        + "\n# Reviewed by model validation (VAL-2024-17): plain data holders of scikit-learn"
+        + " that\n# execute no code when loaded.\n"
+        + f"artifacts:\n  allow_pickle: false\n  trusted_types:\n{listed}"
+    )
+    server.services.lifecycle.publish_policy(
+        _ctx(admin),
+        RiskTier.LIMITED.value,
+        PolicyPublish(
+            document=document,
+            reason="Trust the skops types the validation team reviewed (VAL-2024-17: "
+            "HistGradientBoosting's TreePredictor holds tree arrays and runs no code when "
+            "loaded) so the fraud team's boosted models pass the scan at registration.",
+        ),
     )
 
 
-# -- validation evidence -----------------------------------------------------------------------
+# -- validation -------------------------------------------------------------------------------
 
-#: Acceptance criteria of the model validation team, fixed before anything is measured.
-CREDIT_MIN_AUC = 0.70  # a PD model ranking applicants barely better than 0.7 is not released
-FRAUD_MIN_AUC = 0.65  # a triage model that only orders transactions for human review
-FOUR_FIFTHS = 0.8  # lowest approval rate of an age band over the highest (four-fifths rule)
-MIN_GROUP_AUC = 0.6  # the model must rank within each age band too, not only across them
-NOISE_SCALE = 0.01  # robustness: Gaussian noise of 1 % of each numeric feature's std
-MAX_FLIP_RATE = 0.01  # decisions that flip at the threshold under that noise
-MAX_MEAN_SHIFT = 0.01  # mean absolute change of the predicted probability
-AGE_BANDS = (("18-29", 18, 29), ("30-44", 30, 44), ("45-59", 45, 59), ("60+", 60, 200))
-#: Types skops does not trust by default that the validation team reviewed: plain data
-#: holders of scikit-learn that execute no code when loaded.
-REVIEWED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+#: The validation team's standard for high-risk credit models, published as a suite: the
+#: server computes each check on the held-out data and records it as evidence.
+CREDIT_SUITE = "credit-high-risk"
+CREDIT_SUITE_YAML = """\
+description: >-
+  Independent validation of high-risk retail credit models (model risk standard MRS-4):
+  discrimination on held-out data, fairness across age bands, a global explanation, stability
+  under input noise, reproducibility, and no loss against the version in production.
+label: default
+task: classification
+positive_label: 1               # a default: the model scores P(default)
+threshold: 0.5                  # above it the underwriter sees a decline hint
+checks:
+  performance:
+    metrics:
+      roc_auc: {min: 0.70}      # a PD model ranking barely better than 0.7 is not released
+      brier: {max: 0.15}
+      log_loss: {}
+      accuracy: {}
+    bootstrap: {samples: 50, confidence: 0.95, seed: 0}
+  fairness:
+    sensitive_features: [age_band]
+    metrics: [selection_rate, true_positive_rate, false_positive_rate, true_negative_rate, roc_auc]
+    thresholds:
+      demographic_parity_difference: {max: 0.20}   # decline rates within 20 points
+      true_negative_rate_ratio: {min: 0.80}        # four-fifths rule for applicants who repay
+      roc_auc_ratio: {min: 0.70}                   # the model ranks within every band too
+  explainability:
+    permutation: {n_repeats: 3, max_rows: 1000, seed: 0, scoring: roc_auc}
+    top_k: 9
+    thresholds:
+      max_top_feature_share: 0.6                   # no single input decides
+      max_importance: {age: 0.05}                  # age informs, never dominates
+  robustness:
+    max_rows: 1000
+    perturbations:
+      - {name: noise_1pct, kind: gaussian_noise, scale: 0.01}
+      - name: unseen_category_2pct
+        kind: unseen_category
+        fraction: 0.02
+        thresholds: {max_mean_abs_change: 0.02, min_label_agreement: 0.98}
+    thresholds:
+      max_mean_abs_change: 0.01
+      min_label_agreement: 0.99
+      max_error_rate: 0.0
+  reproducibility:
+    sample_rows: 500
+    require: [data_hash, code_ref, environment]
+  champion_challenger:
+    metric: roc_auc
+    min_margin: -0.01           # a challenger may trade at most 0.01 AUC for stability
+"""
+
+#: The lighter standard of limited-risk triage models (a human reviews every alert).
+FRAUD_SUITE = "fraud-triage"
+FRAUD_SUITE_YAML = """\
+description: >-
+  Validation of limited-risk fraud triage models (payments model standard PMS-2): ranking on
+  the hold-out month, and stability under noisy and missing inputs.
+label: is_fraud
+task: classification
+positive_label: 1               # a confirmed fraud
+threshold: 0.15                 # the alert threshold: above it a human reviews the transaction
+checks:
+  performance:
+    metrics:
+      roc_auc: {min: 0.65}      # a triage model only orders transactions for review
+      average_precision: {}
+    bootstrap: {samples: 50, confidence: 0.95, seed: 0}
+  robustness:
+    max_rows: 1000
+    perturbations:
+      - name: noise_5pct
+        kind: gaussian_noise
+        scale: 0.05
+        features: [amount, distance_from_home_km]
+      - {name: missing_5pct, kind: missing, fraction: 0.05}
+    thresholds:
+      max_mean_abs_change: 0.02
+      min_label_agreement: 0.97
+      max_error_rate: 0.0
+"""
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    """A registered version as its validator sees it: the stored artifact, loaded with skops
-    from the bytes the registry serves, and the data it is judged on (read back from the
-    registered files)."""
-
-    model: str
-    version: int
-    blob: bytes
-    untrusted: list[str]
-    estimator: Any
-    features: Sequence[tuple[str, str, str]]
-    threshold: float
-    columns: Columns  # the evaluation rows
-    y: NDArray[Any]
-    dataset: DatasetRef  # where the evaluation rows come from
-    proba: NDArray[np.float64]
-
-    @property
-    def X(self) -> NDArray[Any]:
-        return _matrix(self.columns, self.features)
-
-
-def _read_csv(path: Path, specs: Sequence[tuple[str, str, str]]) -> Columns:
-    """A CSV written by :func:`write_csv`, typed by its columns' specs."""
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    dtypes = {"integer": np.int64, "double": np.float64}
-    return {
-        name: np.array([row[name] for row in rows], dtype=dtypes.get(kind, object))
-        for name, kind, _ in specs
-    }
+def _publish_suites(server: Server, actors: dict[str, Actor]) -> None:
+    """val publishes the validation team's standards as suites (versioned in the server)."""
+    validation = server.services.validation
+    val = actors["val"]
+    validation.publish_suite(
+        _ctx(val),
+        CREDIT_SUITE,
+        SuitePublish(
+            document=CREDIT_SUITE_YAML,
+            reason="Model risk standard MRS-4 for high-risk credit models, as a validation "
+            "suite the server runs (validation plan VP-2024-12).",
+        ),
+    )
+    validation.publish_suite(
+        _ctx(val),
+        FRAUD_SUITE,
+        SuitePublish(
+            document=FRAUD_SUITE_YAML,
+            reason="Payments model standard PMS-2 for limited-risk triage models, as a "
+            "validation suite the server runs.",
+        ),
+    )
 
 
-def _candidate(
+def _validate(
     server: Server,
+    actor: Actor,
     model: str,
     number: int,
-    features: Sequence[tuple[str, str, str]],
-    label: str,
-    threshold: float,
-    columns: Columns,
+    suite: str,
     dataset: DatasetRef,
-) -> _Candidate:
-    import skops.io
-
-    version = server.services.registry.get_version(model, number)
-    blob = b"".join(server.services.store.open(version.artifact_sha256))
-    untrusted = list(skops.io.get_untrusted_types(data=blob))
-    reviewed = [t for t in untrusted if t in REVIEWED_TYPES]
-    estimator = skops.io.loads(blob, trusted=reviewed)  # refuses anything unreviewed
-    proba = estimator.predict_proba(_matrix(columns, features))[:, 1]
-    return _Candidate(
-        model=model,
-        version=number,
-        blob=blob,
-        untrusted=untrusted,
-        estimator=estimator,
-        features=features,
-        threshold=threshold,
-        columns=columns,
-        y=columns[label],
-        dataset=dataset,
-        proba=proba,
+    reason: str,
+) -> JobView:
+    """``actor`` requests a validation run; a worker runs the queue (each run in a sandboxed
+    child process) until it is empty. Returns the finished run; raises when it failed."""
+    services = server.services
+    requested = services.validation.request_run(
+        _ctx(actor),
+        model,
+        number,
+        ValidationCreate(suite=suite, dataset=dataset, reason=reason),
     )
-
-
-def _csv_attachment(
-    name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> AttachmentIn:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return AttachmentIn(
-        name=name,
-        media_type="text/csv",
-        content_base64=base64.b64encode(buffer.getvalue().encode()).decode(),
-    )
-
-
-def _suite(name: str, **definition: Any) -> SuiteRef:
-    return SuiteRef(name=name, version="2024.3", definition=definition)
-
-
-def _security_scan(c: _Candidate, sha256: str) -> EvidenceCreate:
-    unreviewed = sorted(set(c.untrusted) - REVIEWED_TYPES)
-    digest = hashlib.sha256(c.blob).hexdigest()
-    checks = [
-        Check(
-            name="artifact_sha256_matches",
-            passed=digest == sha256,
-            value=digest,
-            details="the bytes served equal the registered hash",
-        ),
-        Check(
-            name="unreviewed_untrusted_types",
-            passed=not unreviewed,
-            value=len(unreviewed),
-            threshold=0,
-            details="skops.io.get_untrusted_types: types whose loading could run code",
-        ),
-    ]
-    passed = all(ch.passed for ch in checks)
-    if not c.untrusted:
-        summary = "skops scan: no untrusted types; the artifact loads without trusting anything"
-    else:
-        summary = (
-            f"skops scan: {len(c.untrusted)} type(s) skops does not trust by default, "
-            f"{len(unreviewed)} of them not on the reviewed list"
+    worker = validation_runner(services, name="demo-worker")
+    while worker.run_once():
+        pass
+    job = services.validation.get_job(requested.job.id)
+    if job.job.status != "succeeded":
+        raise DemoError(
+            f"validation run #{job.job.id} of {model} v{number} ({suite} on {job.dataset}) "
+            f"ended {job.job.status}: {job.job.error or 'no error recorded'}"
         )
-    return EvidenceCreate(
-        kind="security_scan",
-        passed=passed,
-        summary=summary,
-        suite=_suite("skops-untrusted-types", tool="skops.io.get_untrusted_types"),
-        results={
-            "untrusted_types": c.untrusted,
-            "reviewed_types": sorted(set(c.untrusted) & REVIEWED_TYPES),
-            "artifact_bytes": len(c.blob),
-        },
-        checks=checks,
-        reason=f"Security scan of the {c.model} v{c.version} artifact before it is loaded "
-        "anywhere else (validation plan step 1).",
-    )
-
-
-def _performance(c: _Candidate, recorded: dict[str, float], minimum: float) -> EvidenceCreate:
-    measured = _metrics(c.y, c.proba, c.threshold)
-    auc = measured["roc_auc"]
-    checks = [
-        Check(name="roc_auc", passed=auc >= minimum, value=auc, threshold=minimum),
-        Check(
-            name="roc_auc_matches_recorded",
-            passed=abs(auc - recorded.get("roc_auc", -1.0)) <= 1e-6,
-            value=recorded.get("roc_auc"),
-            details="the developer's reported figure, reproduced from the stored artifact",
-        ),
-    ]
-    passed = all(ch.passed for ch in checks)
-    return EvidenceCreate(
-        kind="performance",
-        passed=passed,
-        summary=f"ROC AUC {auc:.3f} on {len(c.y)} rows of {c.dataset.dataset}@"
-        f"{c.dataset.version} (minimum {minimum}); brier {measured['brier']:.3f}",
-        suite=_suite("holdout-performance", metrics=sorted(measured), threshold=c.threshold),
-        dataset=c.dataset,
-        results={**measured, "rows": len(c.y), "positives": int(np.sum(c.y))},
-        checks=checks,
-        reason=f"Independent performance test of {c.model} v{c.version} on held-out data "
-        "(validation plan step 2).",
-    )
-
-
-def _fairness(c: _Candidate) -> EvidenceCreate:
-    from sklearn.metrics import roc_auc_score
-
-    age = c.columns["age"]
-    approved = c.proba < c.threshold  # below the threshold no decline hint is shown
-    groups: dict[str, dict[str, Any]] = {}
-    for band, low, high in AGE_BANDS:
-        g = (age >= low) & (age <= high)
-        y, p = c.y[g], c.proba[g]
-        declined = p >= c.threshold
-        groups[band] = {
-            "rows": int(g.sum()),
-            "default_rate": round(float(y.mean()), 4),
-            "approval_rate": round(float(approved[g].mean()), 4),
-            "roc_auc": round(float(roc_auc_score(y, p)), 4) if 0 < y.sum() < len(y) else None,
-            "decline_rate_of_defaulters": round(float(declined[y == 1].mean()), 4)
-            if (y == 1).any()
-            else None,
-            "decline_rate_of_repayers": round(float(declined[y == 0].mean()), 4)
-            if (y == 0).any()
-            else None,
-        }
-    rates = [g["approval_rate"] for g in groups.values() if g["rows"]]
-    ratio = round(min(rates) / max(rates), 4)
-    aucs = [g["roc_auc"] for g in groups.values() if g["roc_auc"] is not None]
-    checks = [
-        Check(
-            name="approval_rate_ratio",
-            passed=ratio >= FOUR_FIFTHS,
-            value=ratio,
-            threshold=FOUR_FIFTHS,
-            details="lowest over highest approval rate across age bands (four-fifths rule)",
-        ),
-        Check(
-            name="min_group_roc_auc",
-            passed=min(aucs) >= MIN_GROUP_AUC,
-            value=min(aucs),
-            threshold=MIN_GROUP_AUC,
-        ),
-    ]
-    passed = all(ch.passed for ch in checks)
-    header = ["age_band", *next(iter(groups.values()))]
-    shown = ", ".join(f"{band} {g['approval_rate']:.2f}" for band, g in groups.items())
-    return EvidenceCreate(
-        kind="fairness",
-        passed=passed,
-        summary=f"Approval rates by age band: {shown}; ratio {ratio:.2f} (four-fifths rule: "
-        f"at least {FOUR_FIFTHS})",
-        suite=_suite("group-fairness", sensitive_attribute="age", bands=[b for b, *_ in AGE_BANDS]),
-        dataset=c.dataset,
-        results={"sensitive_attribute": "age", "groups": groups, "approval_rate_ratio": ratio},
-        checks=checks,
-        attachments=[
-            _csv_attachment(
-                "fairness_by_age_band.csv",
-                header,
-                [[band, *g.values()] for band, g in groups.items()],
-            )
-        ],
-        reason=f"Fairness assessment of {c.model} v{c.version} across age bands, the one "
-        "protected attribute the data holds (validation plan step 3).",
-    )
-
-
-def _explainability(c: _Candidate, sensitive: str | None) -> EvidenceCreate:
-    from sklearn.inspection import permutation_importance  # type: ignore[import-untyped]
-
-    found = permutation_importance(
-        c.estimator, c.X, c.y, scoring="roc_auc", n_repeats=5, random_state=0
-    )
-    names = [name for name, _, _ in c.features]
-    mean = {n: round(float(v), 5) for n, v in zip(names, found.importances_mean, strict=True)}
-    std = {n: round(float(v), 5) for n, v in zip(names, found.importances_std, strict=True)}
-    ranked = sorted(names, key=lambda n: -mean[n])
-    checks = [
-        Check(
-            name="importance_of_every_input",
-            passed=len(mean) == len(c.features),
-            value=len(mean),
-            threshold=len(c.features),
-        ),
-        Check(
-            name="relies_on_its_inputs",
-            passed=mean[ranked[0]] > 0.01,
-            value=mean[ranked[0]],
-            threshold=0.01,
-            details="the top input's AUC drop when permuted",
-        ),
-    ]
-    if sensitive is not None:
-        checks.append(
-            Check(
-                name="sensitive_attribute_not_dominant",
-                passed=ranked[0] != sensitive,
-                value=ranked.index(sensitive) + 1,
-                details=f"rank of {sensitive} among the inputs",
-            )
+    if not job.job.passed:
+        failed = "; ".join(
+            f"{o['kind']}: {o['summary']}" for o in job.job.outcome if not o["passed"]
         )
-    passed = all(ch.passed for ch in checks)
-    top = ", ".join(f"{n} {mean[n]:.3f}" for n in ranked[:3])
-    return EvidenceCreate(
-        kind="explainability",
-        passed=passed,
-        summary=f"Permutation importance (ROC AUC drop, 5 repeats): {top}",
-        suite=_suite("permutation-importance", scoring="roc_auc", n_repeats=5, random_state=0),
-        dataset=c.dataset,
-        results={"importances_mean": mean, "importances_std": std, "ranking": ranked},
-        checks=checks,
-        attachments=[
-            _csv_attachment(
-                "permutation_importance.csv",
-                ["feature", "importance_mean", "importance_std"],
-                [[n, mean[n], std[n]] for n in ranked],
-            )
-        ],
-        reason=f"Global explanation of {c.model} v{c.version} for the model card and the "
-        "adverse-action reasons (validation plan step 4).",
-    )
+        raise DemoError(f"validation run #{job.job.id} of {model} v{number} failed: {failed}")
+    return job
 
 
-def _robustness(c: _Candidate) -> EvidenceCreate:
-    rng = np.random.default_rng([DATA_SEED, c.version])
-    noisy = dict(c.columns)
-    perturbed = []
-    for name, kind, _ in c.features:
-        values = c.columns[name]
-        if kind == "string" or len(np.unique(values)) <= 2:  # categories and flags stay
-            continue
-        values = values.astype(np.float64)
-        noisy[name] = values + rng.normal(0.0, NOISE_SCALE * float(values.std()), len(values))
-        perturbed.append(name)
-    p = c.estimator.predict_proba(_matrix(noisy, c.features))[:, 1]
-    shift = np.abs(p - c.proba)
-    flips = float(np.mean((p >= c.threshold) != (c.proba >= c.threshold)))
-    checks = [
-        Check(
-            name="decision_flip_rate",
-            passed=flips <= MAX_FLIP_RATE,
-            value=round(flips, 5),
-            threshold=MAX_FLIP_RATE,
-        ),
-        Check(
-            name="mean_probability_shift",
-            passed=float(shift.mean()) <= MAX_MEAN_SHIFT,
-            value=round(float(shift.mean()), 6),
-            threshold=MAX_MEAN_SHIFT,
-        ),
+def _ethics_review(server: Server, number: int) -> EvidenceCreate:
+    """erin's review, after reading the fairness results the validation run recorded."""
+    computed = [
+        view.evidence
+        for view in server.services.lifecycle.list_evidence(CREDIT_MODEL, number, "fairness")
+        if view.evidence.source == "validation"
     ]
-    passed = all(ch.passed for ch in checks)
-    return EvidenceCreate(
-        kind="robustness",
-        passed=passed,
-        summary=f"Gaussian noise of {NOISE_SCALE:.0%} of each numeric input's std: "
-        f"{flips:.2%} of decisions flip, mean probability shift {shift.mean():.4f}",
-        suite=_suite("input-noise-stability", noise_scale=NOISE_SCALE, perturbed=perturbed),
-        dataset=c.dataset,
-        results={
-            "perturbed_inputs": perturbed,
-            "decision_flip_rate": round(flips, 5),
-            "mean_probability_shift": round(float(shift.mean()), 6),
-            "max_probability_shift": round(float(shift.max()), 6),
-        },
-        checks=checks,
-        reason=f"Stability of {c.model} v{c.version} under small input perturbations "
-        "(validation plan step 5).",
-    )
-
-
-def _reproducibility(
-    server: Server, c: _Candidate, train: _DataFile, train_ref: DatasetRef
-) -> EvidenceCreate:
-    """Retrain a credit model version from the registered training file with its recorded
-    hyperparameters and compare: the same data (hash), code and environment recorded,
-    identical predictions."""
-    registry = server.services.registry
-    version = registry.get_version(c.model, c.version)
-    registered = registry.get_dataset_version(train_ref.dataset, train_ref.version)
-    on_disk = hashlib.sha256(train.path.read_bytes()).hexdigest()
-    columns = _read_csv(train.path, _CREDIT_COLUMNS)
-    hyper = version.hyperparameters
-    again = _pipeline(c.features, _credit_classifier(hyper["C"], hyper["max_iter"]))
-    again.fit(_matrix(columns, c.features), columns["default"])
-    retrained = again.predict_proba(c.X)[:, 1]
-    twice = c.estimator.predict_proba(c.X)[:, 1]
-    difference = float(np.max(np.abs(retrained - c.proba)))
-    recorded_sklearn = version.environment.get("packages", {}).get("scikit-learn")
-    checks = [
-        Check(
-            name="training_data_hash_matches",
-            passed=on_disk == registered.content_sha256,
-            value=on_disk,
-            details=f"sha256 of {train.path.name} against {train_ref.dataset}@{train_ref.version}",
-        ),
-        Check(
-            name="code_ref_recorded",
-            passed=bool(version.code_ref.get("repository") and version.code_ref.get("commit")),
-            value=version.code_ref.get("commit"),
-        ),
-        Check(
-            name="environment_recorded",
-            passed=recorded_sklearn == importlib.metadata.version("scikit-learn"),
-            value=recorded_sklearn,
-            details="scikit-learn of the recorded environment, the one retraining ran on",
-        ),
-        Check(
-            name="retrained_predictions_identical",
-            passed=difference <= 1e-9,
-            value=difference,
-            threshold=1e-9,
-            details="max |p_retrained - p_artifact| on the validation rows",
-        ),
-        Check(
-            name="repeated_predictions_identical",
-            passed=bool(np.array_equal(twice, c.proba)),
-            value=bool(np.array_equal(twice, c.proba)),
-        ),
-    ]
-    passed = all(ch.passed for ch in checks)
-    return EvidenceCreate(
-        kind="reproducibility",
-        passed=passed,
-        summary=f"Retrained from {train_ref.dataset}@{train_ref.version} (hash verified) with "
-        f"the recorded hyperparameters: predictions differ by at most {difference:.1e}",
-        suite=_suite("retrain-and-compare", tolerance=1e-9),
-        dataset=train_ref,
-        results={
-            "training_sha256": on_disk,
-            "code_ref": version.code_ref,
-            "environment": version.environment,
-            "max_abs_difference": difference,
-            "rows_compared": len(c.y),
-        },
-        checks=checks,
-        reason=f"Reproduction of {c.model} v{c.version} from its recorded data, code and "
-        "environment (validation plan step 6).",
-    )
-
-
-def _ethics_review(c: _Candidate, fairness: EvidenceCreate) -> EvidenceCreate:
-    ratio = fairness.results["approval_rate_ratio"]
+    if not computed:
+        raise DemoError(f"{CREDIT_MODEL} v{number} has no fairness evidence to review")
+    fairness = computed[-1]  # the latest run's
+    (by_band,) = fairness.results["features"]
+    disparities = by_band["disparities"]
+    gap = disparities["demographic_parity_difference"]
+    tnr = by_band["ratio"]["true_negative_rate"]
     checks = [
         Check(
             name="human_oversight",
@@ -1469,8 +1334,9 @@ def _ethics_review(c: _Candidate, fairness: EvidenceCreate) -> EvidenceCreate:
         Check(
             name="fairness_evidence_reviewed",
             passed=fairness.passed,
-            value=ratio,
-            details="approval-rate ratio across age bands from the validator's fairness test",
+            value=f"evidence #{fairness.id}",
+            details=f"validation run #{fairness.validation_job_id} across age bands: decline "
+            f"rates within {gap:.2f}, repayers' approval-rate ratio {tnr:.2f}",
         ),
         Check(
             name="applicant_information",
@@ -1486,13 +1352,24 @@ def _ethics_review(c: _Candidate, fairness: EvidenceCreate) -> EvidenceCreate:
     return EvidenceCreate(
         kind="ethics_review",
         passed=all(ch.passed for ch in checks),
-        summary="Ethics board review: human oversight in place, age-band approval rates "
-        f"within the four-fifths rule (ratio {ratio:.2f}), applicants informed; approved for "
-        "use as decision support.",
-        suite=_suite("ai-ethics-board-review", template="EB-T3 high-risk credit"),
-        results={"board_meeting": "EB-2024-11", "outcome": "approved", "conditions": []},
+        summary="Ethics board review: human oversight in place; across age bands decline "
+        f"rates differ by {gap:.2f} and applicants who repay are approved at a ratio of "
+        f"{tnr:.2f} (validation run #{fairness.validation_job_id}); applicants informed; "
+        "approved for use as decision support.",
+        suite=SuiteRef(
+            name="ai-ethics-board-review",
+            version="2024.3",
+            definition={"template": "EB-T3 high-risk credit"},
+        ),
+        results={
+            "board_meeting": "EB-2024-11",
+            "outcome": "approved",
+            "conditions": [],
+            "fairness_evidence": fairness.id,
+            "validation_run": fairness.validation_job_id,
+        },
         checks=checks,
-        reason=f"Ethics and fundamental-rights review of {c.model} v{c.version} "
+        reason=f"Ethics and fundamental-rights review of {CREDIT_MODEL} v{number} "
         "(ethics board meeting EB-2024-11).",
     )
 
@@ -1532,36 +1409,21 @@ def _expect(view: TransitionView, status: str) -> TransitionView:
 
 
 def _validate_credit(
-    server: Server,
-    actors: dict[str, Actor],
-    number: int,
-    train: _DataFile,
-    valid: _DataFile,
-    train_dv: int,
-    valid_dv: int,
-) -> None:
-    """val validates a credit model version from its stored artifact and the registered data,
-    staging's evidence first; sam asks for staging and val signs it off; then the rest of
-    production's evidence, and erin's ethics review."""
+    server: Server, actors: dict[str, Actor], number: int, valid_dv: int, reference: str
+) -> JobView:
+    """val has the server validate a credit model version on the held-out extract, sam asks
+    for staging and val signs it off; erin records the ethics review."""
     val, sam, erin = actors["val"], actors["sam"], actors["erin"]
-    version = server.services.registry.get_version(CREDIT_MODEL, number)
-    c = _candidate(
+    job = _validate(
         server,
+        val,
         CREDIT_MODEL,
         number,
-        CREDIT_FEATURES,
-        "default",
-        CREDIT_THRESHOLD,
-        _read_csv(valid.path, _CREDIT_COLUMNS),
+        CREDIT_SUITE,
         DatasetRef(dataset=CREDIT_DATASET, version=valid_dv),
+        f"Independent validation {reference} of {CREDIT_MODEL} v{number} on the held-out "
+        "extract (validation plan VP-2024-12).",
     )
-    train_ref = DatasetRef(dataset=CREDIT_DATASET, version=train_dv)
-    for body in (
-        _security_scan(c, version.artifact_sha256),
-        _performance(c, version.metrics, CREDIT_MIN_AUC),
-        _reproducibility(server, c, train, train_ref),
-    ):
-        _record(server, val, CREDIT_MODEL, number, body)
     staging = _expect(
         _request(
             server,
@@ -1578,31 +1440,21 @@ def _validate_credit(
             server,
             val,
             staging.request.id,
-            f"Validation report VR-2024-{30 + number}: performance, reproducibility and the "
-            "security scan pass; cleared for staging.",
+            f"Validation report {reference} (run #{job.job.id}): performance, reproducibility "
+            "and the scan at registration pass; cleared for staging.",
         ),
         "applied",
     )
-    fairness = _fairness(c)
-    for body in (fairness, _explainability(c, "age"), _robustness(c)):
-        _record(server, val, CREDIT_MODEL, number, body)
-    _record(server, erin, CREDIT_MODEL, number, _ethics_review(c, fairness))
+    _record(server, erin, CREDIT_MODEL, number, _ethics_review(server, number))
+    return job
 
 
-def _govern_credit(
-    server: Server,
-    actors: dict[str, Actor],
-    train: _DataFile,
-    valid: _DataFile,
-    train_dv: int,
-    valid_dv: int,
-    challenger: int,
-) -> int:
-    """Version 1 to production with two approvers' signatures; the challenger validated,
-    in staging, with a production request one approver has signed. Returns the id of that
-    pending request."""
+def _govern_credit(server: Server, actors: dict[str, Actor], valid_dv: int, challenger: int) -> int:
+    """Version 1 to production with two approvers' signatures; the challenger validated
+    against it, in staging, with a production request one approver has signed. Returns the id
+    of that pending request."""
     morgan, avery, noor = actors["morgan"], actors["avery"], actors["noor"]
-    _validate_credit(server, actors, 1, train, valid, train_dv, valid_dv)
+    _validate_credit(server, actors, 1, valid_dv, "VR-2024-31")
     release = _expect(
         _request(
             server,
@@ -1632,7 +1484,9 @@ def _govern_credit(
         "applied",
     )
 
-    _validate_credit(server, actors, challenger, train, valid, train_dv, valid_dv)
+    # Validated now that v1 is in production: the suite's champion/challenger compares them.
+    reference = f"VR-2024-3{challenger}"
+    _validate_credit(server, actors, challenger, valid_dv, reference)
     pending = _expect(
         _request(
             server,
@@ -1649,37 +1503,20 @@ def _govern_credit(
             server,
             avery,
             pending.request.id,
-            f"Model risk sign-off for v{challenger}: validation VR-2024-3{challenger} "
-            "reviewed; the second signature is the CRO's.",
+            f"Model risk sign-off for v{challenger}: validation {reference} reviewed, no loss "
+            "against v1; the second signature is the CRO's.",
         ),
         "pending",
     )
     return pending.request.id
 
 
-def _govern_fraud(server: Server, actors: dict[str, Actor], txns: _DataFile) -> None:
-    """The fraud model through its own (limited) tier: staging needs evidence only,
-    production one approver."""
+def _govern_fraud(server: Server, actors: dict[str, Actor], holdout_dv: int) -> None:
+    """The fraud model through its own (limited) tier: staging needs evidence only, so sam's
+    request waits until the validation run records it and then applies itself; production
+    needs one approver."""
     val, sam, morgan, avery = actors["val"], actors["sam"], actors["morgan"], actors["avery"]
-    version = server.services.registry.get_version(FRAUD_MODEL, 1)
-    columns = _read_csv(txns.path, _FRAUD_COLUMNS)
-    cut = txns.rows * 3 // 4  # the hold-out quarter the version's metrics were measured on
-    c = _candidate(
-        server,
-        FRAUD_MODEL,
-        1,
-        FRAUD_FEATURES,
-        "is_fraud",
-        FRAUD_THRESHOLD,
-        {k: v[cut:] for k, v in columns.items()},
-        DatasetRef(dataset=FRAUD_DATASET, version=1),
-    )
-    for body in (
-        _security_scan(c, version.artifact_sha256),
-        _performance(c, version.metrics, FRAUD_MIN_AUC),
-    ):
-        _record(server, val, FRAUD_MODEL, 1, body)
-    _expect(
+    staging = _expect(
         _request(
             server,
             sam,
@@ -1688,9 +1525,19 @@ def _govern_fraud(server: Server, actors: dict[str, Actor], txns: _DataFile) -> 
             Stage.STAGING,
             "Nightly run 1842 passed its checks; stage it for the fraud operations pilot.",
         ),
-        "applied",
+        "pending",
     )
-    _record(server, val, FRAUD_MODEL, 1, _robustness(c))
+    _validate(
+        server,
+        val,
+        FRAUD_MODEL,
+        1,
+        FRAUD_SUITE,
+        DatasetRef(dataset=FRAUD_DATASET, version=holdout_dv),
+        "Validation of nightly run 1842 on the hold-out month before the fraud operations "
+        "pilot (PAY-318).",
+    )
+    _expect(server.services.lifecycle.get_transition(staging.request.id), "applied")
     release = _expect(
         _request(
             server,
@@ -1742,7 +1589,7 @@ def seed(server: Server, *, train_rows: int = 5_000, validation_rows: int = 1_50
             + FRESH_START_HINT.format(data_dir=data_dir)
         )
 
-    # Everything slow or fallible happens before the first change: data, training, storage.
+    # Everything slow or fallible happens before the first change: data and training.
     started = time.perf_counter()
     demo_data = data_dir / "demo-data"
     train = _data_file(
@@ -1754,35 +1601,40 @@ def seed(server: Server, *, train_rows: int = 5_000, validation_rows: int = 1_50
         generate_credit_applications(validation_rows, stream=2),
     )
     txns = _data_file(
-        demo_data / f"{FRAUD_DATASET}.csv",
-        generate_card_transactions(max(800, (train_rows + validation_rows) * 2 // 3), stream=1),
+        demo_data / f"{FRAUD_DATASET}-train.csv",
+        generate_card_transactions(max(800, train_rows * 2 // 3), stream=1),
     )
-    credit = _train_credit(server, train, valid)
-    challenger = _train_credit(server, train, valid, c=CHALLENGER_C)
-    fraud = _train_fraud(server, txns)
+    txns_holdout = _data_file(
+        demo_data / f"{FRAUD_DATASET}-holdout.csv",
+        generate_card_transactions(max(600, validation_rows), stream=2),
+    )
+    credit = _train_credit(train, valid)
+    challenger = _train_credit(train, valid, c=CHALLENGER_C)
+    fraud = _train_fraud(txns, txns_holdout)
 
-    # The story, one actor at a time.
+    # The story, one actor at a time; the server scans every artifact it is given.
     users, actors = _onboard(server)
     train_dv, valid_dv, version = _register_credit(server, actors, train, valid, credit)
-    _register_fraud(server, actors, txns, fraud)
+    _, fraud_holdout_dv = _register_fraud(server, actors, txns, txns_holdout, fraud)
     v2 = _register_challenger(server, actors, challenger, train_dv, valid_dv)
-    # The lifecycle: validators record evidence computed from the stored artifacts and the
-    # registered data; the policies of each model's risk tier decide what moves when.
-    pending = _govern_credit(server, actors, train, valid, train_dv, valid_dv, v2)
-    _govern_fraud(server, actors, txns)
+    # The lifecycle: the server computes the evidence (validation runs on the held-out data);
+    # the policies of each model's risk tier decide what moves when.
+    _publish_suites(server, actors)
+    pending = _govern_credit(server, actors, valid_dv, v2)
+    _govern_fraud(server, actors, fraud_holdout_dv)
     seconds = time.perf_counter() - started
     return DemoSummary(
         seeded=True,
         message=f"Seeded the demo in {seconds:.1f} s: {CREDIT_MODEL} v{version} trained on "
-        f"{CREDIT_DATASET}@{train_dv}, validated on @{valid_dv}, in production after "
-        f"validation and two approvals; v{v2} awaits its second approval (transition "
-        f"#{pending}); {FRAUD_MODEL} v1 in production.",
+        f"{CREDIT_DATASET}@{train_dv}, validated by the server on @{valid_dv}, in production "
+        f"after two approvals; v{v2} awaits its second approval (transition #{pending}); "
+        f"{FRAUD_MODEL} v1 in production.",
         model=CREDIT_MODEL,
         version=version,
         dataset=CREDIT_DATASET,
         dataset_versions=(train_dv, valid_dv),
         users=tuple(users),
-        data_files=(train.path, valid.path, txns.path),
+        data_files=(train.path, valid.path, txns.path, txns_holdout.path),
         metrics=credit.metrics,
         other_models=(FRAUD_MODEL,),
         production={CREDIT_MODEL: version, FRAUD_MODEL: 1},
@@ -1815,7 +1667,9 @@ def _welcome(
     ]
     if summary.metrics:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in summary.metrics.items())
-        lines.append(f"Validation metrics of {summary.model} v{summary.version}: {shown}")
+        lines.append(
+            f"Metrics of {summary.model} v{summary.version} on the validation extract: {shown}"
+        )
     console.print(Panel("\n".join(lines), title="Welcome", expand=False))
     # Secrets are printed unwrapped (soft_wrap, a table at least as wide as its rows) so a
     # narrow terminal never splits a token and copy-paste keeps working.
@@ -1859,6 +1713,7 @@ def _welcome(
         "mlgov transitions --status pending",
         f"mlgov history {summary.model}",
         f"mlgov evidence list {summary.model} {summary.version or 1}",
+        "mlgov validations",
     ):
         console.print(f"  {command}", soft_wrap=True, highlight=False, markup=False)
 
@@ -1888,7 +1743,8 @@ def main(data_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
         else:
             try:
                 with console.status(
-                    "Seeding the demo: generating data, training and validating the models…"
+                    "Seeding the demo: generating data, training the models, running the "
+                    "validation suites (about half a minute)…"
                 ):
                     summary = seed(server)
             except DemoError as exc:

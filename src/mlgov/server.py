@@ -23,6 +23,8 @@ from mlgov.registry.service import RegistryService
 from mlgov.secretbox import SecretBox
 from mlgov.storage import open_store
 from mlgov.tlog.note import load_or_create_signer
+from mlgov.validation.runner import RunnerLimits, ValidationRunner
+from mlgov.validation.service import ValidationService
 from mlgov.webhooks.service import WebhookService
 
 log = logging.getLogger("mlgov.server")
@@ -52,6 +54,7 @@ def build_services(settings: Settings) -> Services:
     registry = RegistryService(trail)
     lifecycle = LifecycleService(trail, store, notify=webhooks.enqueue)
     registry.on_model_change = lifecycle.on_model_change
+    registry.on_version_scanned = lifecycle.record_scan
     return Services(
         settings=settings,
         db=db,
@@ -60,7 +63,23 @@ def build_services(settings: Settings) -> Services:
         registry=registry,
         lifecycle=lifecycle,
         webhooks=webhooks,
+        validation=ValidationService(trail, store, lifecycle),
         audit=trail,
+    )
+
+
+def validation_runner(services: Services, name: str | None = None) -> ValidationRunner:
+    """A validation worker over these services, with the settings' limits."""
+    settings = services.settings
+    return ValidationRunner(
+        services.validation,
+        services.store,
+        settings.jobs_dir,
+        dataset_roots=settings.readable_dataset_roots,
+        limits=RunnerLimits(
+            memory_mb=settings.job_memory_mb, timeout_seconds=float(settings.job_timeout)
+        ),
+        name=name,
     )
 
 

@@ -122,31 +122,40 @@ async def _checkpoint_timer(svc: Services) -> None:
 WORKER_STOP_SECONDS = 15.0
 
 
-def _start_webhook_worker(svc: Services) -> Callable[[], None] | None:
-    """With ``MLGOV_EMBEDDED_WORKER``, deliver webhooks from this process too: a worker in a
-    daemon thread (several replicas may each run one: deliveries are claimed, never shared).
-    Returns the function that stops it, waiting for the sends in flight."""
+def _start_embedded_worker(svc: Services) -> Callable[[], None] | None:
+    """With ``MLGOV_EMBEDDED_WORKER``, run the worker in this process too: webhook deliveries
+    and validation jobs, each in a daemon thread (several replicas may each run one: deliveries
+    and jobs are claimed, never shared). Returns the function that stops them, waiting for the
+    sends in flight (a validation job in flight is left to its lease)."""
     if not svc.settings.embedded_worker:
         return None
     import threading
 
+    from mlgov.server import validation_runner
     from mlgov.webhooks.worker import WebhookWorker, exponential_backoff
 
     stop = threading.Event()
     worker = WebhookWorker(svc.db, svc.webhooks.box, backoff=exponential_backoff(jitter=0.1))
+    runner = validation_runner(svc)
 
-    def run() -> None:
+    def deliver() -> None:
         try:
             worker.run_forever(stop)
         finally:
             worker.close()
 
-    thread = threading.Thread(target=run, name="mlgov-webhook-worker", daemon=True)
-    thread.start()
+    threads = [
+        threading.Thread(target=deliver, name="mlgov-webhook-worker", daemon=True),
+        threading.Thread(
+            target=runner.run_forever, args=(stop,), name="mlgov-validation-worker", daemon=True
+        ),
+    ]
+    for thread in threads:
+        thread.start()
 
     def halt() -> None:
         stop.set()
-        thread.join(WORKER_STOP_SECONDS)
+        threads[0].join(WORKER_STOP_SECONDS)
 
     return halt
 
@@ -155,7 +164,7 @@ def create_app(svc: Services) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         timer = asyncio.create_task(_checkpoint_timer(svc))
-        stop_worker = _start_webhook_worker(svc)
+        stop_worker = _start_embedded_worker(svc)
         try:
             yield
         finally:
@@ -260,6 +269,14 @@ def _document_uploads(schema: dict[str, Any]) -> None:
         if not route.upload:
             continue
         operation = schema["paths"][route.path][route.method.lower()]
+        if route.raw_body:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+            continue
         operation["requestBody"] = {
             "required": True,
             "content": {

@@ -19,6 +19,7 @@ from mlgov.identity.service import IdentityService
 from mlgov.lifecycle.service import LifecycleService
 from mlgov.registry.service import RegistryService
 from mlgov.storage import ArtifactStore
+from mlgov.validation.service import ValidationService
 from mlgov.webhooks.service import WebhookService
 
 
@@ -31,6 +32,7 @@ class Services:
     registry: RegistryService
     lifecycle: LifecycleService
     webhooks: WebhookService
+    validation: ValidationService
     audit: AuditTrail
 
 

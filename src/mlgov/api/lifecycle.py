@@ -105,6 +105,10 @@ class EvidenceOut(BaseModel):
     created_at: datetime
     created_by: str
     content_sha256: str
+    #: api (recorded through the API), scan (the server's scan at registration) or
+    #: validation (computed by the server in validation run ``validation_job``).
+    source: str
+    validation_job: int | None
 
 
 class StageChangeOut(BaseModel):
@@ -195,6 +199,8 @@ def evidence_out(view: EvidenceView) -> EvidenceOut:
         created_at=e.created_at,
         created_by=e.created_by,
         content_sha256=e.content_sha256,
+        source=e.source,
+        validation_job=e.validation_job_id,
     )
 
 

@@ -102,24 +102,33 @@ async def create_version(
     """Multipart upload: an ``artifact`` file part and a ``metadata`` JSON part (which
     carries the ``reason``). The artifact is streamed to the store and hashed on the way."""
     await run_in_threadpool(svc.registry.check_can_register_version, ctx, name)
-    upload = await read_version_upload(request, svc.store, svc.settings.max_artifact_bytes)
+    upload = await read_version_upload(
+        request, svc.store, svc.settings.max_artifact_bytes, svc.settings.scan_dir
+    )
     try:
         try:
-            meta = VersionMetadata.model_validate_json(upload.metadata)
-        except ValidationError as exc:
-            errors = validation_errors(list(exc.errors()), prefix=("metadata",))  # type: ignore[arg-type]
-            first = errors[0]
-            raise InvalidInput(
-                f"{first['field']}: {first['message']}", field=first["field"]
-            ) from None
-        # A refusal must leave no blob behind: check what can be checked before committing.
-        await run_in_threadpool(svc.registry.check_lineage, meta)
-        artifact = await run_in_threadpool(upload.writer.commit)
-    except BaseException:
-        await run_in_threadpool(upload.writer.abort)
-        raise
+            try:
+                meta = VersionMetadata.model_validate_json(upload.metadata)
+            except ValidationError as exc:
+                errors = validation_errors(list(exc.errors()), prefix=("metadata",))  # type: ignore[arg-type]
+                first = errors[0]
+                raise InvalidInput(
+                    f"{first['field']}: {first['message']}", field=first["field"]
+                ) from None
+            # A refusal must leave no blob behind: check what can be checked before committing.
+            await run_in_threadpool(svc.registry.check_lineage, meta)
+            # Scanned, never loaded: nothing in the artifact runs in this process.
+            scan = await run_in_threadpool(
+                svc.lifecycle.scan_upload, name, upload.scan_path, meta.format.value
+            )
+            artifact = await run_in_threadpool(upload.writer.commit)
+        except BaseException:
+            await run_in_threadpool(upload.writer.abort)
+            raise
+    finally:
+        upload.discard_scan_copy()
     version = await run_in_threadpool(
-        svc.registry.create_version, ctx, name, meta, artifact, upload.filename
+        svc.registry.create_version, ctx, name, meta, artifact, upload.filename, scan
     )
     return version_out(version)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlgov.api import audit, health, identity, lifecycle, registry, webhooks
+from mlgov.api import audit, health, identity, lifecycle, registry, validation, webhooks
 from mlgov.identity.permissions import Permission
 
 
@@ -24,6 +24,8 @@ class Route:
     status: int = 200
     tag: str = "registry"
     upload: bool = False  # body limit is the artifact limit, not the JSON one
+    #: The body is a file as it is (application/octet-stream), not multipart.
+    raw_body: bool = False
     #: A write that records no audit event (signing a checkpoint attests the log, changes
     #: nothing in it). Every other non-GET route writes exactly one event.
     unaudited_write: bool = False
@@ -180,6 +182,74 @@ ROUTES: tuple[Route, ...] = (
         "Publish a new version of a risk tier's policy (YAML)",
         201,
         tag="lifecycle",
+    ),
+    # validation: suites, runs, reports, dataset data
+    Route(
+        "GET",
+        f"{V1}/suites",
+        validation.list_suites,
+        P.CATALOG_READ,
+        "The latest version of each validation suite",
+        tag="validation",
+    ),
+    Route(
+        "GET",
+        f"{V1}/suites/{{name}}",
+        validation.get_suite,
+        P.CATALOG_READ,
+        "Show a validation suite (?version= an earlier one)",
+        tag="validation",
+    ),
+    Route(
+        "POST",
+        f"{V1}/suites/{{name}}/versions",
+        validation.publish_suite,
+        P.SUITE_MANAGE,
+        "Publish a new version of a validation suite (YAML)",
+        201,
+        tag="validation",
+    ),
+    Route(
+        "POST",
+        f"{V1}/models/{{name}}/versions/{{version}}/validations",
+        validation.request_validation,
+        P.VALIDATION_RUN,
+        "Queue a validation run of a suite on a dataset version",
+        202,
+        tag="validation",
+    ),
+    Route(
+        "GET",
+        f"{V1}/validations",
+        validation.list_validations,
+        P.CATALOG_READ,
+        "List validation runs (?status=, ?model=, ?version=)",
+        tag="validation",
+    ),
+    Route(
+        "GET",
+        f"{V1}/validations/{{job_id}}",
+        validation.get_validation,
+        P.CATALOG_READ,
+        "Show a validation run: status, progress, outcome, error",
+        tag="validation",
+    ),
+    Route(
+        "GET",
+        f"{V1}/validations/{{job_id}}/report",
+        validation.download_report,
+        P.ARTIFACT_READ,
+        "Download a validation run's HTML report",
+        tag="validation",
+    ),
+    Route(
+        "PUT",
+        f"{V1}/datasets/{{name}}/versions/{{version}}/data",
+        validation.upload_dataset_data,
+        P.DATASET_VERSION_CREATE,
+        "Upload a dataset version's data (its bytes must match the registered sha256)",
+        upload=True,
+        raw_body=True,
     ),
     # webhooks
     Route(

@@ -1,13 +1,19 @@
 """Streaming ``multipart/form-data`` for version uploads.
 
 The ``artifact`` part is hashed and written to the artifact store's staging area as it arrives
-(never held in memory, never spooled twice); the ``metadata`` part (JSON) is bounded. The writer
-is returned uncommitted so the caller validates the metadata before the blob is committed.
+(never held in memory); the ``metadata`` part (JSON) is bounded. The writer is returned
+uncommitted so the caller validates the metadata and scans the artifact before the blob is
+committed. The scan reads a local copy written beside the staging (the store may be S3): the
+caller deletes it with :meth:`Upload.discard_scan_copy`.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -27,6 +33,11 @@ class Upload:
     metadata: bytes
     writer: ArtifactWriter
     filename: str
+    #: A local copy of the artifact for the scan (deleted by discard_scan_copy).
+    scan_path: Path
+
+    def discard_scan_copy(self) -> None:
+        self.scan_path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -56,7 +67,9 @@ def _disposition(headers: dict[bytes, bytes]) -> tuple[str, str]:
     return name, filename.replace("\\", "/").rsplit("/", 1)[-1][:256]
 
 
-async def read_version_upload(request: Request, store: ArtifactStore, max_bytes: int) -> Upload:
+async def read_version_upload(
+    request: Request, store: ArtifactStore, max_bytes: int, scan_dir: Path
+) -> Upload:
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -66,6 +79,14 @@ async def read_version_upload(request: Request, store: ArtifactStore, max_bytes:
         )
     state = _State()
     writer = store.writer(max_bytes)
+    scan_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="scan-", suffix=".artifact", dir=scan_dir)
+    scan_path = Path(name)
+    scan_copy: BinaryIO = os.fdopen(fd, "wb")
+
+    def stage(data: bytes) -> None:
+        writer.write(data)  # enforces the size limit first
+        scan_copy.write(data)
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state.header_field += data[start:end]
@@ -127,7 +148,7 @@ async def read_version_upload(request: Request, store: ArtifactStore, max_bytes:
             data = b"".join(state.artifact_chunks)
             state.artifact_chunks.clear()
             state.artifact_pending = 0
-            await run_in_threadpool(writer.write, data)
+            await run_in_threadpool(stage, data)
 
     try:
         async for chunk in request.stream():
@@ -149,7 +170,15 @@ async def read_version_upload(request: Request, store: ArtifactStore, max_bytes:
         for part in PARTS:
             if part not in state.seen:
                 raise InvalidInput(f"the multipart field {part!r} is missing", field=part)
+        scan_copy.close()
     except BaseException:
+        scan_copy.close()
+        scan_path.unlink(missing_ok=True)
         await run_in_threadpool(writer.abort)
         raise
-    return Upload(metadata=bytes(state.metadata), writer=writer, filename=state.filename)
+    return Upload(
+        metadata=bytes(state.metadata),
+        writer=writer,
+        filename=state.filename,
+        scan_path=scan_path,
+    )

@@ -85,6 +85,8 @@ class DatasetVersionOut(BaseModel):
     datasheet: dict[str, Any]
     created_at: datetime
     created_by: str
+    #: The uploaded data ({format, size}); null while only ``uri`` locates it.
+    data: dict[str, Any] | None = None
     used_by: list[UsageOut] | None = None
 
 
@@ -210,6 +212,9 @@ def dataset_version_out(
             "datasheet": dv.datasheet,
             "created_at": dv.created_at,
             "created_by": dv.created_by,
+            "data": {"format": dv.data_format, "size": dv.data_size}
+            if dv.data_format is not None
+            else None,
             **(
                 {"used_by": [{"model": m, "version": n, "role": r} for m, n, r in used_by]}
                 if used_by is not None

@@ -30,6 +30,11 @@ class Action(StrEnum):
     EVIDENCE_CREATE = "evidence.create"
     WEBHOOK_CREATE = "webhook.create"
     WEBHOOK_DELETE = "webhook.delete"
+    DATASET_VERSION_DATA_UPLOAD = "dataset_version.data_upload"
+    SUITE_CREATE = "suite.create"
+    VALIDATION_REQUEST = "validation.request"
+    VALIDATION_COMPLETE = "validation.complete"
+    VALIDATION_FAIL = "validation.fail"
 
 
 DESCRIPTIONS: dict[Action, str] = {
@@ -60,6 +65,20 @@ DESCRIPTIONS: dict[Action, str] = {
     Action.EVIDENCE_CREATE: "Evidence was recorded on a model version (kind, result, hash).",
     Action.WEBHOOK_CREATE: "A governance webhook subscription was created (never its secret).",
     Action.WEBHOOK_DELETE: "A governance webhook subscription was removed.",
+    Action.DATASET_VERSION_DATA_UPLOAD: (
+        "The data of a dataset version was uploaded (its bytes match the registered hash)."
+    ),
+    Action.SUITE_CREATE: "A new version of a validation suite was published (its YAML hash).",
+    Action.VALIDATION_REQUEST: (
+        "A validation run was queued: model version, suite version and dataset version."
+    ),
+    Action.VALIDATION_COMPLETE: (
+        "A validation run finished (by the system, for its requester): the evidence records "
+        "it produced, the report's hash, the worker."
+    ),
+    Action.VALIDATION_FAIL: (
+        "A validation run stopped on an error (stored on the job); nothing else changed."
+    ),
 }
 
 assert set(DESCRIPTIONS) == set(Action), "every action needs a description"

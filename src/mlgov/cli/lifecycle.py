@@ -488,7 +488,18 @@ def evidence_list(
         out.emit_json_lines(records)
         return
     out.table(
-        ["id", "kind", "passed", "summary", "suite", "dataset", "attachments", "by", "recorded"],
+        [
+            "id",
+            "kind",
+            "passed",
+            "summary",
+            "suite",
+            "dataset",
+            "attachments",
+            "source",
+            "by",
+            "recorded",
+        ],
         (
             [
                 e["id"],
@@ -498,6 +509,7 @@ def evidence_list(
                 _suite(e["suite"]),
                 e["dataset"],
                 [a["name"] for a in e["attachments"]],
+                e["source"],
                 e["created_by"],
                 out.when(e["created_at"]),
             ]

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from mlgov import __version__
-from mlgov.cli import audit, identity, lifecycle, registry, serve, worker
+from mlgov.cli import audit, identity, lifecycle, registry, serve, validation, worker
 from mlgov.cli import output as out
 from mlgov.client import MlgovError
 
@@ -82,6 +82,10 @@ app.add_typer(lifecycle.policies_app, name="policies")
 app.add_typer(lifecycle.evidence_app, name="evidence")
 app.command("history")(lifecycle.history)
 app.add_typer(lifecycle.webhooks_app, name="webhooks")
+app.command("validate")(validation.validate)
+app.add_typer(validation.validations_app, name="validations")
+app.add_typer(validation.suites_app, name="suites")
+registry.datasets_app.command("upload-data")(validation.datasets_upload_data)
 app.command("worker")(worker.worker)
 app.add_typer(audit.audit_app, name="audit")
 

@@ -38,6 +38,8 @@ class Permission(StrEnum):
     EVIDENCE_ETHICS_REVIEW = "evidence:ethics_review"
     POLICY_MANAGE = "policy:manage"
     POLICY_SOD_SWITCH_OFF = "policy:sod_switch_off"
+    SUITE_MANAGE = "suite:manage"
+    VALIDATION_RUN = "validation:run"
     WEBHOOK_READ = "webhook:read"
     WEBHOOK_MANAGE = "webhook:manage"
     AUDIT_READ = "audit:read"
@@ -73,6 +75,11 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.POLICY_MANAGE: "Publish a new version of a risk tier's policy.",
     Permission.POLICY_SOD_SWITCH_OFF: (
         "Publish a policy version that switches a separation of duties rule off."
+    ),
+    Permission.SUITE_MANAGE: "Publish a new version of a validation suite.",
+    Permission.VALIDATION_RUN: (
+        "Run a validation suite on a model version and dataset version (the server computes "
+        "the evidence)."
     ),
     Permission.WEBHOOK_READ: "List governance webhooks and their delivery attempts.",
     Permission.WEBHOOK_MANAGE: "Subscribe and remove governance webhooks.",
@@ -116,6 +123,8 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.EVIDENCE_ETHICS_REVIEW: frozenset({Role.ETHICS_REVIEWER}),
     Permission.POLICY_MANAGE: frozenset({Role.ADMIN}),
     Permission.POLICY_SOD_SWITCH_OFF: frozenset({Role.ADMIN}),
+    Permission.SUITE_MANAGE: frozenset({Role.ADMIN, Role.VALIDATOR}),
+    Permission.VALIDATION_RUN: frozenset({Role.ADMIN, Role.VALIDATOR}),
     Permission.WEBHOOK_READ: frozenset({Role.ADMIN, Role.AUDITOR}),
     Permission.WEBHOOK_MANAGE: frozenset({Role.ADMIN}),
     Permission.AUDIT_READ: frozenset({Role.ADMIN, Role.AUDITOR}),

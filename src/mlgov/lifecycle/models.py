@@ -119,3 +119,10 @@ class Evidence(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(128))
     content_sha256: Mapped[str] = mapped_column(String(64))
+    #: Who computed it: ``api`` (recorded by a person or a pipeline through the API), ``scan``
+    #: (the server's scan of the artifact at registration), ``validation`` (a validation job
+    #: the server ran, ``validation_job_id``).
+    source: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
+    validation_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("validation_jobs.id"), nullable=True
+    )

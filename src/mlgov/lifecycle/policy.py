@@ -132,10 +132,26 @@ class SeparationOfDuties(Input):
     one_person_counts_once: bool = True
 
 
+#: A dotted Python name (ASCII: a Unicode ``\w`` repeated 255 times compiles to a huge regex).
+TypeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,255}$")]
+
+
+class ArtifactRules(Input):
+    """What the scan at registration accepts for models of this tier."""
+
+    #: Plain pickle (and MLflow flavours saved with pickle) can run code when loaded; refused
+    #: unless an administrator allows it here. Dangerous imports are refused regardless.
+    allow_pickle: bool = False
+    #: Types a skops file may contain beyond those skops trusts by default (reviewed by the
+    #: organisation), e.g. ``numpy.dtype``.
+    trusted_types: list[TypeName] = Field(default_factory=list, max_length=500)
+
+
 class PolicyDocument(Input):
     policy: RiskTier
     description: LongText = ""
     separation_of_duties: SeparationOfDuties = Field(default_factory=SeparationOfDuties)
+    artifacts: ArtifactRules = Field(default_factory=ArtifactRules)
     stages: dict[StageKey, StageRules] = Field(default_factory=dict)
 
     def rules_for(self, key: str) -> StageRules:

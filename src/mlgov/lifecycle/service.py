@@ -11,18 +11,22 @@ policy version or a risk tier change.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, lazyload
 
+import mlgov
+from mlgov.artifacts.scan import ArtifactRejected, ScanPolicy, ScanReport, scan_or_raise
 from mlgov.audit.events import Action
 from mlgov.audit.service import authorize
 from mlgov.audit.trail import AuditTrail, ChangeSet
-from mlgov.context import Context
+from mlgov.context import SYSTEM, Context
 from mlgov.db import utcnow
 from mlgov.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlgov.identity.permissions import Permission
@@ -58,6 +62,10 @@ STATUSES = (PENDING, APPLIED, REJECTED, CANCELLED)
 #: Moves that take a version out of development's sandbox or retire it: model managers' call.
 PRODUCTION_SIDE = {Stage.PRODUCTION.value, Stage.ARCHIVED.value}
 EVIDENCE_FORMAT = "mlgov.evidence.v1"
+#: The suite name of the scan's security_scan evidence.
+SCAN_SUITE = "mlgov-artifact-scan"
+
+log = logging.getLogger("mlgov.lifecycle")
 
 #: Called inside a change's transaction to queue a governance event for webhook subscribers.
 Notifier = Callable[[Session, GovernanceEvent, dict[str, Any]], object]
@@ -104,6 +112,7 @@ def evidence_document(
     attachments: list[Any],
     created_by: str,
     created_at: datetime,
+    source: str = "api",
 ) -> bytes:
     """The canonical (RFC 8785) JSON an evidence record's ``content_sha256`` is the hash of."""
     return canonical.dumps(
@@ -121,6 +130,7 @@ def evidence_document(
             "attachments": attachments,
             "created_by": created_by,
             "created_at": created_at.isoformat().replace("+00:00", "Z"),
+            "source": source,
         }
     )
 
@@ -522,8 +532,7 @@ class LifecycleService:
                 and version.created_by == ctx.actor.name
             ):
                 raise _own_version_evidence(ctx.actor.name, number)
-            dataset_label = None
-            dataset_id = None
+            dv = None
             if data.dataset is not None:
                 dv = session.execute(
                     select(DatasetVersion)
@@ -538,58 +547,184 @@ class LifecycleService:
                         f"no dataset version {data.dataset.dataset}@{data.dataset.version}",
                         field="dataset",
                     )
-                dataset_id = dv.id
-                dataset_label = f"{data.dataset.dataset}@{data.dataset.version}"
-            suite = data.suite.model_dump() if data.suite else {}
-            fields: dict[str, Any] = {
-                "kind": data.kind,
-                "passed": data.passed,
-                "summary": data.summary,
-                "suite": suite,
-                "results": data.results,
-                "checks": [c.model_dump() for c in data.checks],
-                "attachments": attachments,
-                "created_by": ctx.actor.name,
-                "created_at": utcnow(),
-            }
-            content = evidence_document(
-                model=model.name, version=number, dataset=dataset_label, **fields
+            return self.write_evidence(
+                cs,
+                model,
+                version,
+                kind=data.kind,
+                passed=data.passed,
+                summary=data.summary,
+                suite=data.suite.model_dump() if data.suite else {},
+                results=data.results,
+                checks=[c.model_dump() for c in data.checks],
+                attachments=attachments,
+                dataset=dv,
+                created_by=ctx.actor.name,
             )
-            evidence = Evidence(
-                model_version_id=version.id,
-                dataset_version_id=dataset_id,
-                content_sha256=hashlib.sha256(content).hexdigest(),
-                **fields,
-            )
-            session.add(evidence)
-            session.flush()
+
+    def write_evidence(
+        self,
+        cs: ChangeSet,
+        model: Model,
+        version: ModelVersion,
+        *,
+        kind: str,
+        passed: bool,
+        summary: str,
+        suite: dict[str, Any],
+        results: dict[str, Any],
+        checks: list[dict[str, Any]],
+        attachments: list[dict[str, Any]],
+        dataset: DatasetVersion | None,
+        created_by: str,
+        source: str = "api",
+        job_id: int | None = None,
+        audit: bool = True,
+    ) -> EvidenceView:
+        """Write one evidence record in the change ``cs`` (the model row locked by the caller):
+        the row with its content hash, its audit event, the governance event, and the
+        re-evaluation of the version's pending transition requests. Used for evidence recorded
+        through the API, the scan at registration (``audit=False``: the registration's own
+        event records it) and validation jobs."""
+        session = cs.session
+        dataset_label = f"{dataset.dataset.name}@{dataset.version}" if dataset is not None else None
+        fields: dict[str, Any] = {
+            "kind": kind,
+            "passed": passed,
+            "summary": summary,
+            "suite": suite,
+            "results": results,
+            "checks": checks,
+            "attachments": attachments,
+            "created_by": created_by,
+            "created_at": utcnow(),
+        }
+        content = evidence_document(
+            model=model.name,
+            version=version.version,
+            dataset=dataset_label,
+            source=source,
+            **fields,
+        )
+        evidence = Evidence(
+            model_version_id=version.id,
+            dataset_version_id=dataset.id if dataset is not None else None,
+            content_sha256=hashlib.sha256(content).hexdigest(),
+            source=source,
+            validation_job_id=job_id,
+            **fields,
+        )
+        session.add(evidence)
+        session.flush()
+        if audit:
             cs.record(
                 Action.EVIDENCE_CREATE,
-                f"{version_target(model.name, number)}/evidence/{evidence.id}",
+                f"{version_target(model.name, version.version)}/evidence/{evidence.id}",
                 {
-                    "kind": data.kind,
-                    "passed": data.passed,
+                    "kind": kind,
+                    "passed": passed,
                     "content_sha256": evidence.content_sha256,
                     "suite": suite.get("name"),
                     "dataset": dataset_label,
                     "attachments": [a["sha256"] for a in attachments],
+                    "source": source,
+                    "recorded_by": created_by,
+                    **({"validation_job": job_id} if job_id is not None else {}),
                 },
             )
-            self.notify(
-                session,
-                GovernanceEvent.EVIDENCE_ADDED,
-                {
-                    "model": model.name,
-                    "version": number,
-                    "evidence_id": evidence.id,
-                    "kind": data.kind,
-                    "passed": data.passed,
-                    "content_sha256": evidence.content_sha256,
-                    "recorded_by": ctx.actor.name,
+        self.notify(
+            session,
+            GovernanceEvent.EVIDENCE_ADDED,
+            {
+                "model": model.name,
+                "version": version.version,
+                "evidence_id": evidence.id,
+                "kind": kind,
+                "passed": passed,
+                "content_sha256": evidence.content_sha256,
+                "recorded_by": created_by,
+                "source": source,
+            },
+        )
+        self._reevaluate(cs, model, self._pending(session, version_id=version.id))
+        return EvidenceView(evidence, model.name, version.version, dataset_label)
+
+    # -- the artifact scan at registration -------------------------------------------------
+
+    def scan_policy(self, model_name: str) -> ScanPolicy:
+        """What the scan accepts for a model: its risk tier's policy's ``artifacts`` rules."""
+        with self.db.read() as session:
+            model = self._model(session, model_name)
+            policy, _ = self._policy_for(session, model)
+        return ScanPolicy(
+            allow_pickle=policy.artifacts.allow_pickle,
+            trusted_types=tuple(policy.artifacts.trusted_types),
+        )
+
+    def scan_upload(self, model_name: str, path: Path, fmt: str) -> ScanReport:
+        """Scan an uploaded artifact (never loading it); refuse one that would run code when
+        loaded or that the model's policy does not accept, naming the reason."""
+        try:
+            return scan_or_raise(path, fmt, self.scan_policy(model_name))
+        except ArtifactRejected as exc:
+            log.warning("artifact for %s refused by the scan: %s", model_name, exc.report.message())
+            raise InvalidInput(exc.report.message(), field="artifact") from None
+
+    def record_scan(
+        self, cs: ChangeSet, model: Model, version: ModelVersion, scan: ScanReport
+    ) -> dict[str, Any]:
+        """The scan's result as the version's first ``security_scan`` evidence, in the change
+        that registers the version (recorded by the server, not by the uploader). Its audit
+        record is the version's ``model_version.create`` event: returns what that event says
+        of it."""
+        policy, _ = self._policy_for(cs.session, model)
+        # An artifact no scanner understands is stored, but its scan is no evidence of safety:
+        # recorded as not passed, so gates needing a security scan wait for one.
+        passed = scan.passed and scan.conclusive
+        view = self.write_evidence(
+            cs,
+            model,
+            version,
+            kind="security_scan",
+            passed=passed,
+            summary=scan.message(),
+            suite={
+                "name": SCAN_SUITE,
+                "version": mlgov.__version__,
+                "definition": {
+                    "format": scan.format,
+                    "tools": scan.tools,
+                    "allow_pickle": policy.artifacts.allow_pickle,
+                    "trusted_types": list(policy.artifacts.trusted_types),
                 },
-            )
-            self._reevaluate(cs, model, self._pending(session, version_id=version.id))
-            return EvidenceView(evidence, model.name, number, dataset_label)
+            },
+            results=scan.results(),
+            checks=scan.checks()
+            + (
+                []
+                if scan.conclusive
+                else [
+                    {
+                        "name": f"a scanner for format {scan.format}",
+                        "passed": False,
+                        "value": None,
+                        "threshold": None,
+                        "details": "no scanner reads this format: the content was not examined",
+                    }
+                ]
+            ),
+            attachments=[],
+            dataset=None,
+            created_by=SYSTEM.name,
+            source="scan",
+            audit=False,
+        )
+        return {
+            "evidence_id": view.evidence.id,
+            "passed": passed,
+            "content_sha256": view.evidence.content_sha256,
+            "tools": scan.tools,
+        }
 
     def _check_evidence_author(self, ctx: Context, model_name: str, number: int) -> None:
         with self.db.read() as session:

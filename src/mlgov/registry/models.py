@@ -119,6 +119,10 @@ class DatasetVersion(Base):
     datasheet: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(128))
+    #: Set once the data itself was uploaded to the artifact store (under ``content_sha256``):
+    #: its file format (csv | parquet) and size. Until then the worker reads ``uri``.
+    data_format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    data_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     dataset: Mapped[Dataset] = relationship(lazy="joined")
 

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from mlgov.artifacts.scan import ScanReport
 from mlgov.audit.events import Action
 from mlgov.audit.service import authorize
 from mlgov.audit.trail import AuditTrail, ChangeSet
@@ -124,6 +125,11 @@ def _model_view(model: Model) -> dict[str, Any]:
     }
 
 
+#: Called in the change that registers a version, with the artifact's scan: the lifecycle
+#: records it as the version's security_scan evidence and returns what the version's audit
+#: event says of it (one event for the registration and the scan it includes).
+ScanListener = Callable[[ChangeSet, Model, ModelVersion, "ScanReport"], dict[str, Any]]
+
 #: Called in the change that altered a model (the lifecycle re-evaluates the model's pending
 #: transition requests: against the new tier's policy, or with the new documentation).
 ModelListener = Callable[[ChangeSet, Model], None]
@@ -134,6 +140,7 @@ class RegistryService:
         self.trail = trail
         self.db = trail.db
         self.on_model_change: ModelListener | None = None
+        self.on_version_scanned: ScanListener | None = None
 
     # -- models ------------------------------------------------------------------------
 
@@ -283,7 +290,10 @@ class RegistryService:
         meta: VersionMetadata,
         artifact: StoredArtifact,
         filename: str,
+        scan: ScanReport | None = None,
     ) -> ModelVersion:
+        if scan is not None and scan.sha256 != artifact.sha256:
+            raise RuntimeError("the scan report is not of this artifact")
         with self.trail.change(ctx, Permission.MODEL_VERSION_CREATE, meta.reason) as cs:
             model = self._model_for_update(cs.session, model_name)
             links = []
@@ -332,6 +342,9 @@ class RegistryService:
                     reason=cs.reason,
                 )
             )
+            scanned: dict[str, Any] | None = None
+            if scan is not None and self.on_version_scanned is not None:
+                scanned = self.on_version_scanned(cs, model, version, scan)
             cs.record(
                 Action.MODEL_VERSION_CREATE,
                 f"model/{model_name}/versions/{number}",
@@ -343,6 +356,7 @@ class RegistryService:
                     "datasets": [
                         f"{ref.dataset}@{ref.version}:{ref.role}" for ref in meta.datasets
                     ],
+                    "security_scan": scanned,
                 },
             )
         return version
