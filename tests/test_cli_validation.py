@@ -23,6 +23,8 @@ from test_client import Live
 from test_client_lifecycle import Team, make_team, serve_live
 from test_validation_api import SIGNATURE, credit_rows, fitted, to_csv
 
+pytestmark = pytest.mark.slow  # validation jobs run in child processes
+
 SUITE = """\
 label: default
 task: classification

@@ -360,6 +360,7 @@ def test_suites_are_versioned_validated_and_managed_by_validators(lab: Lab):
 # -- runs ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # runs validation jobs: a child process each
 def test_a_run_computes_evidence_that_matches_scikit_learn(lab: Lab):
     train, valid = credit_rows(1500, 3), credit_rows(800, 4)
     lab.model("credit")
@@ -438,6 +439,7 @@ stages:
 """
 
 
+@pytest.mark.slow  # runs validation jobs: a child process each
 def test_a_failing_threshold_blocks_promotion_and_a_passing_run_unblocks_it(lab: Lab):
     r = lab.client.post(
         f"{V1}/policies/high/versions",
@@ -531,6 +533,7 @@ def _system() -> Any:
     return system_context("test")
 
 
+@pytest.mark.slow  # runs validation jobs: a child process each
 def test_bad_inputs_fail_the_job_with_a_message_and_the_worker_goes_on(lab: Lab):
     lab.model("credit")
     number = lab.version("credit", fitted(credit_rows(400, 9)))
@@ -672,6 +675,7 @@ def test_dataset_data_must_match_its_registered_hash(lab: Lab):
     problem(lab.client.put(url, params=params, content=data, headers=lab.people["de"]), 409)
 
 
+@pytest.mark.slow  # runs validation jobs: a child process each
 def test_datasets_outside_the_readable_roots_are_not_read(lab: Lab, tmp_path: Path):
     lab.model("credit")
     number = lab.version("credit", fitted(credit_rows(300, 17)))
@@ -709,6 +713,7 @@ def test_datasets_outside_the_readable_roots_are_not_read(lab: Lab, tmp_path: Pa
 # -- every format, through the registry -----------------------------------------------------------
 
 
+@pytest.mark.slow  # runs validation jobs: a child process each
 def test_every_format_round_trips_register_scan_load_in_the_worker_predict(
     lab: Lab, tmp_path: Path
 ) -> None:
