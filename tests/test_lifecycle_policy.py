@@ -189,3 +189,42 @@ def test_a_stage_the_policy_does_not_list_has_no_requirements_and_rollback_falls
     assert evaluate(policy, {}, "staging", facts())["met"] is True
     rollback = evaluate(policy, {}, "rollback", facts())
     assert [r["id"] for r in rollback["requirements"]] == ["evidence.performance"]
+
+
+def test_computed_evidence_rule_counts_scans_and_validation_runs_not_api_records():
+    policy = PolicyDocument.model_validate(
+        {
+            "policy": "high",
+            "stages": {
+                "production": {
+                    "evidence": ["performance", "fairness", "security_scan", "ethics_review"],
+                    "evidence_computed": True,
+                }
+            },
+        }
+    )
+    evidence = {
+        "performance": EvidenceFact(1, "performance", True, NOW, "val", 7, "validation"),
+        "fairness": EvidenceFact(2, "fairness", True, NOW, "val", 7, "api"),
+        "security_scan": EvidenceFact(3, "security_scan", True, NOW, "system", None, "scan"),
+        "ethics_review": EvidenceFact(4, "ethics_review", True, NOW, "eth", None, "api"),
+    }
+    result = evaluate(
+        policy, {"name": "high", "version": 1}, "production", facts(evidence=evidence)
+    )
+    met = {r["id"]: r["met"] for r in result["requirements"]}
+    assert met == {
+        "evidence.performance": True,
+        "evidence.fairness": False,  # pasted in through the API
+        "evidence.security_scan": True,
+        "evidence.ethics_review": True,  # a person's judgement: exempt
+    }
+    assert "was recorded through the API" in result["unmet"][0]
+    # Off (the default), the same records all count.
+    relaxed = PolicyDocument.model_validate(
+        {"policy": "high", "stages": {"production": {"evidence": ["fairness"]}}}
+    )
+    result = evaluate(
+        relaxed, {"name": "high", "version": 1}, "production", facts(evidence=evidence)
+    )
+    assert result["met"]

@@ -434,6 +434,7 @@ policy: high
 stages:
   staging:
     evidence: [performance, reproducibility, security_scan]
+    evidence_computed: true
     approvals:
       - {count: 1, roles: [approver]}
 """
@@ -466,6 +467,21 @@ def test_a_failing_threshold_blocks_promotion_and_a_passing_run_unblocks_it(lab:
         json={"decision": "approve", "comment": "fine by me"},
     )
     assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+
+    # Numbers pasted in through the API do not count where the policy wants computed evidence.
+    pasted = lab.ok(
+        "POST",
+        f"{V1}/models/credit/versions/{number}/evidence",
+        "val",
+        201,
+        json={"kind": "performance", "passed": True, "reason": "my notebook"},
+    )
+    t = lab.ok("GET", f"{V1}/transitions/{t['id']}", "ds")
+    assert t["status"] == "pending"
+    assert (
+        f"the latest performance evidence (#{pasted['id']}) was recorded through the API; the "
+        "policy requires evidence computed by the server (a validation run)"
+    ) in t["evaluation"]["unmet"]
 
     job = lab.validate("credit", number, "strict", "applications").json()
     assert lab.run() == 1

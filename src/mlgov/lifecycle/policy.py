@@ -113,6 +113,10 @@ class StageRules(Input):
     evidence_max_age_days: int | None = Field(default=None, ge=1, le=36_500)
     #: Required evidence (except ethics reviews and security scans) must name a dataset version.
     evidence_on_dataset: bool = False
+    #: Required evidence must have been computed by the server (the scan at registration, a
+    #: validation run), not recorded through the API; people's judgements (the kinds in
+    #: ``JUDGEMENT_KINDS``) are exempt.
+    evidence_computed: bool = False
 
     @field_validator("evidence", "documentation", "lineage")
     @classmethod
@@ -206,6 +210,13 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
+#: Evidence that records a person's judgement: never computed, so ``evidence_computed`` does
+#: not apply to it.
+JUDGEMENT_KINDS = frozenset({"ethics_review", "documentation"})
+#: Evidence sources that mean "computed by the server".
+COMPUTED_SOURCES = frozenset({"scan", "validation"})
+
+
 @dataclass(frozen=True)
 class EvidenceFact:
     id: int
@@ -214,6 +225,7 @@ class EvidenceFact:
     created_at: datetime
     created_by: str
     dataset_version_id: int | None
+    source: str = "api"  # api | scan | validation
 
 
 @dataclass(frozen=True)
@@ -323,6 +335,15 @@ def _evidence(rules: StageRules, sod: SeparationOfDuties, facts: Facts) -> list[
             and fact.dataset_version_id is None
         ):
             problem = f"the latest {kind} evidence (#{fact.id}) names no dataset version"
+        elif (
+            rules.evidence_computed
+            and kind not in JUDGEMENT_KINDS
+            and fact.source not in COMPUTED_SOURCES
+        ):
+            problem = (
+                f"the latest {kind} evidence (#{fact.id}) was recorded through the API; "
+                "the policy requires evidence computed by the server (a validation run)"
+            )
         if problem:
             out.append(Requirement(rid, "evidence", False, problem, data))
         else:

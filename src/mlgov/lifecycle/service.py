@@ -892,6 +892,7 @@ class LifecycleService:
                     Evidence.created_at,
                     Evidence.created_by,
                     Evidence.dataset_version_id,
+                    Evidence.source,
                 )
                 .where(
                     Evidence.model_version_id == version.id,
