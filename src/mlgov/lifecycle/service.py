@@ -649,6 +649,19 @@ class LifecycleService:
         self._reevaluate(cs, model, self._pending(session, version_id=version.id))
         return EvidenceView(evidence, model.name, version.version, dataset_label)
 
+    # -- for services that record evidence in their own changes (validation runs) -----------
+
+    def lock_model(self, session: Session, name: str) -> Model:
+        """The model's row, locked for the change (as every lifecycle change locks it)."""
+        return self._lock_model(session, name)
+
+    def version_of(self, session: Session, model: Model, number: int) -> ModelVersion:
+        return self._version(session, model, number)
+
+    def policy_of(self, session: Session, model: Model) -> PolicyDocument:
+        """The current policy of the model's risk tier."""
+        return self._policy_for(session, model)[0]
+
     # -- the artifact scan at registration -------------------------------------------------
 
     def scan_policy(self, model_name: str) -> ScanPolicy:

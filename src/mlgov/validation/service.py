@@ -239,9 +239,9 @@ class ValidationService:
         authorize(ctx, Permission.VALIDATION_RUN)
         with self.trail.change(ctx, Permission.VALIDATION_RUN, data.reason) as cs:
             session = cs.session
-            model = self.lifecycle._lock_model(session, model_name)
-            version = self.lifecycle._version(session, model, number)
-            policy, _ = self.lifecycle._policy_for(session, model)
+            model = self.lifecycle.lock_model(session, model_name)
+            version = self.lifecycle.version_of(session, model, number)
+            policy = self.lifecycle.policy_of(session, model)
             if (
                 policy.separation_of_duties.no_evidence_for_own_version
                 and version.created_by == ctx.actor.name
@@ -443,7 +443,7 @@ class ValidationService:
         dv = session.get(DatasetVersion, job.dataset_version_id)
         assert version is not None and suite is not None and dv is not None
         model = version.model
-        policy, _ = self.lifecycle._policy_for(session, model)
+        policy = self.lifecycle.policy_of(session, model)
         champion = session.execute(
             select(ModelVersion).where(
                 ModelVersion.model_id == model.id,
@@ -540,11 +540,11 @@ class ValidationService:
         }
         with self.trail.change(ctx, Permission.VALIDATION_RUN, self._reason(claim)) as cs:
             session = cs.session
-            model = self.lifecycle._lock_model(session, claim.candidate.model)
+            model = self.lifecycle.lock_model(session, claim.candidate.model)
             job = self._running(session, claim)
-            version = self.lifecycle._version(session, model, claim.candidate.version)
+            version = self.lifecycle.version_of(session, model, claim.candidate.version)
             dv = session.get(DatasetVersion, job.dataset_version_id)
-            policy, _ = self.lifecycle._policy_for(session, model)
+            policy = self.lifecycle.policy_of(session, model)
             if (
                 policy.separation_of_duties.no_evidence_for_own_version
                 and version.created_by == job.requested_by
