@@ -544,7 +544,7 @@ class S3ArtifactStore:
 # ---------------------------------------------------------------------------------- factory
 
 
-def _s3_client_from_env() -> Any:
+def s3_client_from_env() -> Any:
     endpoint_url = os.environ.get(S3_ENDPOINT_ENV) or None
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     config = Config(
@@ -593,7 +593,7 @@ def open_store(url: str | None, data_dir: Path) -> ArtifactStore:
                 f"artifact store URL {url!r} must not contain credentials or a port; "
                 f"use the AWS credential chain and {S3_ENDPOINT_ENV}"
             )
-        return S3ArtifactStore(parts.netloc, unquote(parts.path), client=_s3_client_from_env())
+        return S3ArtifactStore(parts.netloc, unquote(parts.path), client=s3_client_from_env())
     shown = repr(parts.scheme) if parts.scheme else "(none)"
     raise ValueError(
         f"unsupported artifact store URL scheme {shown} in {url!r}: "

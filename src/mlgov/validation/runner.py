@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlparse
 
 from mlgov.artifacts.sandbox import SandboxError, run_in_sandbox
 from mlgov.errors import Conflict
-from mlgov.storage import ArtifactStore, StoredArtifact, _s3_client_from_env
+from mlgov.storage import ArtifactStore, StoredArtifact, s3_client_from_env
 from mlgov.validation.service import Claim, ValidationService
 
 log = logging.getLogger("mlgov.validation")
@@ -229,7 +229,7 @@ class ValidationRunner:
                 raise JobError(f"the data of {label} is not at {path} (no such file)")
             _copy_checked(_file_chunks(path), dest, sha, f"the data of {label} ({uri})")
         elif parsed.scheme == "s3":
-            client = _s3_client_from_env()
+            client = s3_client_from_env()
             try:
                 body = client.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
             except Exception as exc:
