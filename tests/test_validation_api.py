@@ -53,6 +53,9 @@ checks:
       demographic_parity_difference: {max: 1.0}
   reproducibility:
     sample_rows: 100
+  explainability:
+    permutation: {n_repeats: 2, max_rows: 300, scoring: roc_auc}
+    shap: {max_rows: 100, required: true}
 """
 
 
@@ -378,7 +381,12 @@ def test_a_run_computes_evidence_that_matches_scikit_learn(lab: Lab):
     job = lab.job(job["id"])
     assert job["status"] == "succeeded", job["error"]
     assert job["passed"] is True and job["progress"] == 1.0, job["outcome"]
-    assert [o["kind"] for o in job["outcome"]] == ["performance", "fairness", "reproducibility"]
+    assert [o["kind"] for o in job["outcome"]] == [
+        "performance",
+        "fairness",
+        "explainability",
+        "reproducibility",
+    ]
 
     evidence = lab.ok("GET", f"{V1}/models/credit/versions/{number}/evidence", "val")
     computed = {e["kind"]: e for e in evidence if e["source"] == "validation"}
@@ -395,6 +403,9 @@ def test_a_run_computes_evidence_that_matches_scikit_learn(lab: Lab):
     assert _find_number(perf["results"], "roc_auc") == pytest.approx(expected_auc, abs=1e-12)
     assert _find_number(perf["results"], "accuracy") == pytest.approx(expected_acc, abs=1e-12)
     assert any(a["name"] == "report.html" for a in perf["attachments"])
+    # SHAP through the worker's real loader: exact linear SHAP of the pipeline's last step.
+    shap = computed["explainability"]["results"]["shap"]
+    assert shap["available"] is True and "linear" in shap["method"].lower()
 
     report = lab.client.get(f"{V1}/validations/{job['id']}/report", headers=lab.people["val"])
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
