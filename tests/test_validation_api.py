@@ -11,6 +11,7 @@ import pickle
 import re
 import threading
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from mlgov.audit.models import AuditEvent
 from mlgov.config import Settings
 from mlgov.errors import Conflict
 from mlgov.lifecycle.models import Evidence
+from mlgov.lifecycle.service import evidence_document
 from mlgov.registry.models import ModelVersion
 from mlgov.server import Server, validation_runner
 from mlgov.validation.models import ValidationJob
@@ -289,6 +291,23 @@ def test_registration_records_the_scan_as_security_scan_evidence_by_the_server(l
     assert scan["created_by"] == "system" and scan["source"] == "scan"
     assert scan["suite"]["name"] == "mlgov-artifact-scan"
     assert scan["checks"] and all(c["passed"] for c in scan["checks"])
+    # Its hash covers where it came from: anyone can recompute it.
+    recomputed = evidence_document(
+        model="credit",
+        version=number,
+        kind="security_scan",
+        passed=True,
+        summary=scan["summary"],
+        suite=scan["suite"],
+        dataset=None,
+        results=scan["results"],
+        checks=scan["checks"],
+        attachments=scan["attachments"],
+        created_by="system",
+        created_at=datetime.fromisoformat(scan["created_at"].replace("Z", "+00:00")),
+        source="scan",
+    )
+    assert hashlib.sha256(recomputed).hexdigest() == scan["content_sha256"]
     # One event for the registration, which says what its scan found.
     events = lab.ok("GET", f"{V1}/audit/events", "admin", params={"target": "model/credit"})
     actions = [e["action"] for e in events["items"]]

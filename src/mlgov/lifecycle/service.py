@@ -130,7 +130,9 @@ def evidence_document(
             "attachments": attachments,
             "created_by": created_by,
             "created_at": created_at.isoformat().replace("+00:00", "Z"),
-            "source": source,
+            # Only when the server computed it: records through the API hash as they always
+            # did (this key came with validation runs).
+            **({"source": source} if source != "api" else {}),
         }
     )
 
