@@ -1,5 +1,8 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
 # Both bootstrap themselves: a tools venv with a pinned uv, then the locked project venv.
+# --compile-bytecode: the environment may forbid writing .pyc files at run time
+# (PYTHONDONTWRITEBYTECODE), and every process that loads models (a validation job's sandbox,
+# each a new interpreter) would then compile pandas and scikit-learn from source: 5.8 s -> 2.3 s.
 PYTHON ?= python3
 UV_VERSION := 0.13.8
 TOOLS := .tools
@@ -14,7 +17,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
 venv: $(VENV)/.synced
