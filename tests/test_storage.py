@@ -19,6 +19,7 @@ from moto.server import ThreadedMotoServer
 
 from mlgov.storage import (
     S3_PART_SIZE,
+    ArtifactMismatch,
     ArtifactNotFound,
     ArtifactStore,
     ArtifactTooLarge,
@@ -250,6 +251,27 @@ def test_too_large_leaves_nothing_behind(
     with pytest.raises(RuntimeError):
         writer.commit()
     writer.abort()
+
+
+def test_commit_expecting_another_hash_stores_nothing(backend: Backend) -> None:
+    data = _random_bytes(5000, seed=7)
+    expected = hashlib.sha256(b"what was registered").hexdigest()
+    writer = backend.store.writer(BIG)
+    for chunk in _chunks(data):
+        writer.write(chunk)
+    with pytest.raises(ArtifactMismatch) as excinfo:
+        writer.commit(expected)
+    assert excinfo.value.expected == expected
+    assert excinfo.value.actual == hashlib.sha256(data).hexdigest()
+    assert backend.object_names() == []
+    assert backend.staging_leftovers() == []
+    with pytest.raises(RuntimeError):
+        writer.commit()
+    # The right hash commits.
+    with backend.store.writer(BIG) as writer:
+        writer.write(data)
+        stored = writer.commit(hashlib.sha256(data).hexdigest())
+    assert backend.store.exists(stored.sha256)
 
 
 def test_exactly_at_limit_is_accepted(backend: Backend) -> None:

@@ -12,9 +12,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -123,3 +123,19 @@ class Database:
         self.engine.dispose()
         if self._write_engine is not self.engine:
             self._write_engine.dispose()
+
+
+Document = TypeVar("Document")
+
+
+def latest_of_each(session: Session, table: type[Document]) -> list[Document]:
+    """The newest row of each name of a table of versioned documents (``name``, ``version``
+    columns: policies, validation suites), by name."""
+    t = cast(Any, table)
+    latest = select(t.name, func.max(t.version).label("v")).group_by(t.name).subquery()
+    rows = session.execute(
+        select(t)
+        .join(latest, (t.name == latest.c.name) & (t.version == latest.c.v))
+        .order_by(t.name)
+    ).scalars()
+    return list(rows)

@@ -82,6 +82,15 @@ class ArtifactTooLarge(Exception):
         self.limit = limit
 
 
+class ArtifactMismatch(Exception):
+    """The bytes written do not hash to the sha256 they were expected to have."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"the bytes' sha256 is {actual}, not the expected {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
 class ArtifactNotFound(Exception):
     """Raised when no artifact is stored under the requested address."""
 
@@ -104,7 +113,7 @@ class ArtifactWriter(Protocol):
 
     def write(self, chunk: bytes) -> None: ...
 
-    def commit(self) -> StoredArtifact: ...
+    def commit(self, expected_sha256: str | None = None) -> StoredArtifact: ...
 
     def abort(self) -> None: ...
 
@@ -178,11 +187,16 @@ class _BaseWriter:
             self.abort()
             raise
 
-    def commit(self) -> StoredArtifact:
+    def commit(self, expected_sha256: str | None = None) -> StoredArtifact:
+        """Make the written bytes available under their sha256. With ``expected_sha256``,
+        bytes that hash otherwise are discarded (:class:`ArtifactMismatch`), never stored."""
         if self._result is not None:
             return self._result
         self._ensure_open()
         artifact = StoredArtifact(sha256=self._hash.hexdigest(), size=self._size)
+        if expected_sha256 is not None and artifact.sha256 != expected_sha256:
+            self.abort()
+            raise ArtifactMismatch(expected_sha256, artifact.sha256)
         try:
             self._finish(artifact)
         except BaseException:

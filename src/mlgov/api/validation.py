@@ -4,7 +4,6 @@ of a dataset version's data. Thin adapters over
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -26,6 +25,7 @@ from mlgov.audit.service import check_reason
 from mlgov.context import Context
 from mlgov.errors import InvalidInput
 from mlgov.names import NAME_PATTERN
+from mlgov.storage import ArtifactMismatch
 from mlgov.validation.models import ValidationSuite
 from mlgov.validation.schemas import SuitePublish, ValidationCreate
 from mlgov.validation.service import JobView
@@ -214,22 +214,22 @@ async def upload_dataset_data(
     """The body is the file itself (``application/octet-stream``), streamed to the artifact
     store; its sha256 must be the one the dataset version was registered with."""
     reason = check_reason(reason)
-    await run_in_threadpool(svc.validation.check_can_upload_data, ctx, name, version, format)
-    expected = await run_in_threadpool(svc.registry.get_dataset_version, name, version)
+    expected = await run_in_threadpool(
+        svc.validation.check_can_upload_data, ctx, name, version, format
+    )
     writer = svc.store.writer(svc.settings.max_artifact_bytes)
-    digest = hashlib.sha256()
     try:
         async for chunk in request.stream():
             if chunk:
-                digest.update(chunk)
                 await run_in_threadpool(writer.write, chunk)
-        if digest.hexdigest() != expected.content_sha256:
-            raise InvalidInput(
-                f"the data's sha256 is {digest.hexdigest()}, but {name}@{version} was "
-                f"registered with {expected.content_sha256}",
-                field="body",
-            )
-        artifact = await run_in_threadpool(writer.commit)
+        # Data that is not what was registered is discarded, never stored.
+        artifact = await run_in_threadpool(writer.commit, expected)
+    except ArtifactMismatch as exc:
+        raise InvalidInput(
+            f"the data's sha256 is {exc.actual}, but {name}@{version} was registered with "
+            f"{exc.expected}",
+            field="body",
+        ) from None
     except BaseException:
         await run_in_threadpool(writer.abort)
         raise

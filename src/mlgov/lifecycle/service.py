@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
 import mlgov
@@ -27,7 +27,7 @@ from mlgov.audit.events import Action
 from mlgov.audit.service import authorize
 from mlgov.audit.trail import AuditTrail, ChangeSet
 from mlgov.context import SYSTEM, Context
-from mlgov.db import utcnow
+from mlgov.db import latest_of_each, utcnow
 from mlgov.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlgov.identity.permissions import Permission
 from mlgov.lifecycle.models import (
@@ -52,7 +52,13 @@ from mlgov.lifecycle.schemas import DecisionCreate, EvidenceCreate, PolicyPublis
 from mlgov.names import check_name
 from mlgov.registry.models import Dataset, DatasetVersion, Lineage, Model, ModelVersion
 from mlgov.registry.schemas import RiskTier, Stage
-from mlgov.registry.service import MAX_PAGE, Page, decode_number_cursor, encode_cursor
+from mlgov.registry.service import (
+    MAX_PAGE,
+    Page,
+    decode_number_cursor,
+    encode_cursor,
+    find_dataset_version,
+)
 from mlgov.storage import ArtifactStore
 from mlgov.tlog import canonical
 from mlgov.webhooks.events import GovernanceEvent
@@ -265,18 +271,7 @@ class LifecycleService:
     def list_policies(self) -> list[Policy]:
         """The current version of each tier's policy."""
         with self.db.read() as session:
-            latest = (
-                select(Policy.name, func.max(Policy.version).label("v"))
-                .group_by(Policy.name)
-                .subquery()
-            )
-            return list(
-                session.execute(
-                    select(Policy)
-                    .join(latest, (Policy.name == latest.c.name) & (Policy.version == latest.c.v))
-                    .order_by(Policy.name)
-                ).scalars()
-            )
+            return latest_of_each(session, Policy)
 
     def _current_policy_row(
         self, session: Session, name: str, *, lock: bool = False
@@ -536,19 +531,8 @@ class LifecycleService:
                 raise _own_version_evidence(ctx.actor.name, number)
             dv = None
             if data.dataset is not None:
-                dv = session.execute(
-                    select(DatasetVersion)
-                    .join(Dataset)
-                    .where(
-                        Dataset.name == data.dataset.dataset,
-                        DatasetVersion.version == data.dataset.version,
-                    )
-                ).scalar_one_or_none()
-                if dv is None:
-                    raise InvalidInput(
-                        f"no dataset version {data.dataset.dataset}@{data.dataset.version}",
-                        field="dataset",
-                    )
+                ref = data.dataset
+                dv = find_dataset_version(session, ref.dataset, ref.version, field="dataset")
             return self.write_evidence(
                 cs,
                 model,

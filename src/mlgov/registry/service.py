@@ -279,7 +279,7 @@ class RegistryService:
         version the metadata names exists (checked again in the change's transaction)."""
         with self.db.read() as session:
             for i, ref in enumerate(meta.datasets):
-                self._dataset_version(
+                find_dataset_version(
                     session, ref.dataset, ref.version, field=f"metadata.datasets[{i}]"
                 )
 
@@ -298,7 +298,7 @@ class RegistryService:
             model = self._model_for_update(cs.session, model_name)
             links = []
             for i, ref in enumerate(meta.datasets):
-                dv = self._dataset_version(
+                dv = find_dataset_version(
                     cs.session, ref.dataset, ref.version, field=f"metadata.datasets[{i}]"
                 )
                 links.append(Lineage(dataset_version=dv, role=ref.role))
@@ -501,7 +501,7 @@ class RegistryService:
 
     def get_dataset_version(self, name: str, number: int) -> DatasetVersion:
         with self.db.read() as session:
-            return self._dataset_version(session, name, number, field=None)
+            return find_dataset_version(session, name, number)
 
     def dataset_version_usage(self, dv_id: int) -> list[tuple[str, int, str]]:
         """Which model versions were built on this dataset version: (model, version, role)."""
@@ -527,18 +527,23 @@ class RegistryService:
             raise NotFound(f"no model named {name!r}")
         return model
 
-    @staticmethod
-    def _dataset_version(
-        session: Session, name: str, number: int, field: str | None
-    ) -> DatasetVersion:
-        dv = session.execute(
-            select(DatasetVersion)
-            .join(Dataset)
-            .where(Dataset.name == name, DatasetVersion.version == number)
-        ).scalar_one_or_none()
-        if dv is None:
-            message = f"no dataset version {name}@{number}"
-            if field is not None:
-                raise InvalidInput(message, field=field)
-            raise NotFound(message)
-        return dv
+
+def find_dataset_version(
+    session: Session, name: str, number: int, *, field: str | None = None, lock: bool = False
+) -> DatasetVersion:
+    """The dataset version ``name@number``: a 404, or a 422 naming ``field`` when the caller
+    got it from a request body. ``lock`` takes its row for the change (not the dataset's)."""
+    stmt = (
+        select(DatasetVersion)
+        .join(Dataset)
+        .where(Dataset.name == name, DatasetVersion.version == number)
+    )
+    if lock:
+        stmt = stmt.with_for_update(of=DatasetVersion)
+    dv = session.execute(stmt).scalar_one_or_none()
+    if dv is None:
+        message = f"no dataset version {name}@{number}"
+        if field is not None:
+            raise InvalidInput(message, field=field)
+        raise NotFound(message)
+    return dv

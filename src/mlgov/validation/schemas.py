@@ -8,14 +8,12 @@ from pydantic import Field, StringConstraints
 
 from mlgov.lifecycle.schemas import DatasetRef
 from mlgov.schemas import Name, Reasoned
-
-#: Largest suite document accepted (the YAML text).
-MAX_SUITE_DOCUMENT = 64 * 1024
+from mlgov.validation.suite import MAX_SUITE_BYTES
 
 
 class SuitePublish(Reasoned):
-    document: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUITE_DOCUMENT)] = (
-        Field(description="The suite as YAML (see docs/validation.md).")
+    document: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUITE_BYTES)] = Field(
+        description="The suite as YAML (see docs/validation.md)."
     )
 
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from mlgov.audit.events import Action
 from mlgov.audit.service import authorize
 from mlgov.audit.trail import AuditTrail
 from mlgov.context import Context, system_context
-from mlgov.db import utcnow
+from mlgov.db import latest_of_each, utcnow
 from mlgov.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mlgov.identity.permissions import Permission
 from mlgov.lifecycle.models import Evidence
@@ -35,7 +35,13 @@ from mlgov.lifecycle.service import LifecycleService
 from mlgov.names import check_name
 from mlgov.registry.models import Dataset, DatasetVersion, Lineage, Model, ModelVersion
 from mlgov.registry.schemas import Stage
-from mlgov.registry.service import MAX_PAGE, Page, decode_number_cursor, encode_cursor
+from mlgov.registry.service import (
+    MAX_PAGE,
+    Page,
+    decode_number_cursor,
+    encode_cursor,
+    find_dataset_version,
+)
 from mlgov.storage import ArtifactStore, StoredArtifact
 from mlgov.validation.models import (
     FAILED,
@@ -166,22 +172,7 @@ class ValidationService:
     def list_suites(self) -> list[ValidationSuite]:
         """The latest version of each suite, by name."""
         with self.db.read() as session:
-            latest = (
-                select(ValidationSuite.name, func.max(ValidationSuite.version).label("v"))
-                .group_by(ValidationSuite.name)
-                .subquery()
-            )
-            return list(
-                session.execute(
-                    select(ValidationSuite)
-                    .join(
-                        latest,
-                        (ValidationSuite.name == latest.c.name)
-                        & (ValidationSuite.version == latest.c.v),
-                    )
-                    .order_by(ValidationSuite.name)
-                ).scalars()
-            )
+            return latest_of_each(session, ValidationSuite)
 
     @staticmethod
     def _suite(session: Session, name: str, version: int | None) -> ValidationSuite | None:
@@ -194,17 +185,19 @@ class ValidationService:
 
     # -- dataset data ------------------------------------------------------------------------
 
-    def check_can_upload_data(self, ctx: Context, name: str, number: int, fmt: str) -> None:
-        """Fail fast, before the body is streamed: permission, the version, no data yet."""
+    def check_can_upload_data(self, ctx: Context, name: str, number: int, fmt: str) -> str:
+        """Fail fast, before the body is streamed: permission, the version, no data yet.
+        Returns the sha256 the data must have."""
         authorize(ctx, Permission.DATASET_VERSION_CREATE)
         if fmt not in DATA_FORMATS:
             raise InvalidInput(
                 f"format must be one of {', '.join(DATA_FORMATS)}", field="query.format"
             )
         with self.db.read() as session:
-            dv = _dataset_version(session, name, number)
+            dv = find_dataset_version(session, check_name(name), number)
             if dv.data_format is not None:
                 raise Conflict(f"the data of {name}@{number} was uploaded already")
+            return dv.content_sha256
 
     def record_data(
         self, ctx: Context, name: str, number: int, fmt: str, artifact: StoredArtifact, reason: str
@@ -212,7 +205,7 @@ class ValidationService:
         """Record that the data of a dataset version (whose bytes match its registered hash,
         checked by the caller before the blob was committed) is in the artifact store."""
         with self.trail.change(ctx, Permission.DATASET_VERSION_CREATE, reason) as cs:
-            dv = _dataset_version(cs.session, name, number, lock=True)
+            dv = find_dataset_version(cs.session, check_name(name), number, lock=True)
             if dv.data_format is not None:
                 raise Conflict(f"the data of {name}@{number} was uploaded already")
             if artifact.sha256 != dv.content_sha256:
@@ -254,17 +247,9 @@ class ValidationService:
             if suite is None:
                 suffix = f" version {data.suite_version}" if data.suite_version else ""
                 raise InvalidInput(f"no validation suite {data.suite!r}{suffix}", field="suite")
-            dv = session.execute(
-                select(DatasetVersion)
-                .join(Dataset)
-                .where(
-                    Dataset.name == data.dataset.dataset,
-                    DatasetVersion.version == data.dataset.version,
-                )
-            ).scalar_one_or_none()
-            label = f"{data.dataset.dataset}@{data.dataset.version}"
-            if dv is None:
-                raise InvalidInput(f"no dataset version {label}", field="dataset")
+            ref = data.dataset
+            dv = find_dataset_version(session, ref.dataset, ref.version, field="dataset")
+            label = f"{ref.dataset}@{ref.version}"
             _check_columns(SuiteDocument.model_validate(suite.definition), version, dv, label)
             if dv.data_format is None and not dv.uri.startswith(("file:", "s3:")):
                 raise InvalidInput(
@@ -679,22 +664,6 @@ def _ref(model: Model, version: ModelVersion) -> ArtifactRef:
         sha256=version.artifact_sha256,
         signature=dict(version.signature),
     )
-
-
-def _dataset_version(
-    session: Session, name: str, number: int, *, lock: bool = False
-) -> DatasetVersion:
-    stmt = (
-        select(DatasetVersion)
-        .join(Dataset)
-        .where(Dataset.name == check_name(name), DatasetVersion.version == number)
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=DatasetVersion)  # not the joined dataset row
-    dv = session.execute(stmt).scalar_one_or_none()
-    if dv is None:
-        raise NotFound(f"no dataset version {name}@{number}")
-    return dv
 
 
 def _check_columns(
