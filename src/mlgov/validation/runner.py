@@ -103,10 +103,10 @@ class ValidationRunner:
         try:
             try:
                 result = self._execute(claim, workdir)
-                report, attachments = self._store_outputs(result, workdir)
                 checks = list(result.get("checks", []))
                 if not checks:
                     raise JobError("the suite produced no checks (its checks section is empty)")
+                report, attachments = self._store_outputs(result, workdir)
             except (JobError, SandboxError) as exc:
                 message = str(exc) if isinstance(exc, JobError) else exc.message
                 log.info("validation job #%s failed: %s", claim.job_id, message)
